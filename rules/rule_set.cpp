@@ -1,0 +1,279 @@
+#include "rule_set.h"
+
+#include <toml++/toml.h>
+
+#include <sstream>
+
+namespace ftpw {
+
+std::string_view name_of(Predicate p) {
+  switch (p) {
+#define X(e, name, doc) \
+  case Predicate::e: return name;
+    FTPW_PREDICATES(X)
+#undef X
+    default: return "unknown";
+  }
+}
+
+std::optional<Predicate> predicate_by_name(std::string_view name) {
+#define X(e, n, doc) \
+  if (name == n) return Predicate::e;
+  FTPW_PREDICATES(X)
+#undef X
+  return std::nullopt;
+}
+
+std::string_view name_of(Severity s) {
+  switch (s) {
+    case Severity::info: return "info";
+    case Severity::warning: return "warning";
+    case Severity::error: return "error";
+  }
+  return "error";
+}
+
+std::string_view name_of(Mode m) { return m == Mode::audit ? "audit" : "enforce"; }
+
+const Rule* RuleSet::find(std::string_view id) const {
+  for (const auto& r : rules_)
+    if (r.id == id) return &r;
+  return nullptr;
+}
+
+namespace {
+
+std::string where(std::string_view file, const toml::source_region& src) {
+  std::ostringstream o;
+  o << file << ':' << src.begin.line << ':' << src.begin.column;
+  return o.str();
+}
+
+std::string default_text(int code) {
+  switch (code) {
+    case 500: return "Syntax error, command unrecognized.";
+    case 501: return "Syntax error in parameters or arguments.";
+    case 502: return "Command not implemented.";
+    case 503: return "Bad sequence of commands.";
+    case 504: return "Command not implemented for that parameter.";
+    case 530: return "Not logged in.";
+    case 534: return "Request denied for policy reasons.";
+    case 550: return "Requested action not taken.";
+    default: return "Request denied by policy.";
+  }
+}
+
+struct DocContext {
+  std::string_view file;
+  std::vector<RuleSet::Error>& errors;
+  void error(const toml::node& n, std::string_view msg) { errors.push_back({where(file, n.source()) + ": " + std::string(msg)}); }
+};
+
+std::optional<RuleAction> parse_action(std::string_view s) {
+  if (s == "log") return RuleAction::log;
+  if (s == "reject") return RuleAction::reject;
+  if (s == "ignore") return RuleAction::ignore;
+  return std::nullopt;
+}
+
+}  // namespace
+
+bool RuleSet::add_document(std::string_view doc, std::string_view file, std::vector<Error>& errors) {
+  const std::size_t errors_before = errors.size();
+  toml::table root;
+  try {
+    root = toml::parse(doc, file);
+  } catch (const toml::parse_error& e) {
+    errors.push_back({where(file, e.source()) + ": " + std::string(e.description())});
+    return false;
+  }
+  DocContext ctx{file, errors};
+  for (auto&& [key, node] : root) {
+    if (key.str() == "name" || key.str() == "description") {
+      if (!node.is_string()) ctx.error(node, "'" + std::string(key.str()) + "' must be a string");
+      continue;
+    }
+    if (key.str() != "rule") {
+      errors.push_back({where(file, key.source()) + ": unknown key '" + std::string(key.str()) + "'"});
+      continue;
+    }
+    const toml::array* arr = node.as_array();
+    if (!arr || !arr->is_array_of_tables()) {
+      ctx.error(node, "'rule' must be an array of tables ([[rule]])");
+      continue;
+    }
+    for (const toml::node& rn : *arr) {
+      const toml::table& t = *rn.as_table();
+      Rule r;
+      VerbMatch vm;
+      bool have_id = false, have_verbs = false, bad = false;
+      r.origin = where(file, t.source());
+      auto want_string = [&](const toml::node& n, std::string_view k) -> std::optional<std::string> {
+        if (auto s = n.value<std::string>(); s && n.is_string()) return *s;
+        ctx.error(n, "'" + std::string(k) + "' must be a string");
+        bad = true;
+        return std::nullopt;
+      };
+      auto verb_list = [&](const toml::node& n, std::string_view k, std::array<bool, kVerbCount>& out, bool allow_star) {
+        const toml::array* a = n.as_array();
+        if (!a) {
+          ctx.error(n, "'" + std::string(k) + "' must be an array of verbs");
+          bad = true;
+          return;
+        }
+        for (const toml::node& e : *a) {
+          auto s = e.value<std::string>();
+          if (!e.is_string() || !s) {
+            ctx.error(e, "verbs must be strings");
+            bad = true;
+            continue;
+          }
+          if (*s == "*" && allow_star) {
+            vm.all = true;
+            continue;
+          }
+          Verb v = lookup_verb(*s);
+          if (v == Verb::unknown) {
+            ctx.error(e, "unknown verb '" + *s + "'");
+            bad = true;
+            continue;
+          }
+          out[static_cast<std::size_t>(v)] = true;
+        }
+      };
+      auto pred_list = [&](const toml::node& n, std::string_view k, std::uint32_t& mask) {
+        const toml::array* a = n.as_array();
+        if (!a) {
+          ctx.error(n, "'" + std::string(k) + "' must be an array of predicate names");
+          bad = true;
+          return;
+        }
+        for (const toml::node& e : *a) {
+          auto s = e.value<std::string>();
+          auto p = s && e.is_string() ? predicate_by_name(*s) : std::nullopt;
+          if (!p) {
+            ctx.error(e, "unknown predicate " + (s ? "'" + *s + "'" : std::string("(not a string)")));
+            bad = true;
+            continue;
+          }
+          mask |= pbit(*p);
+        }
+      };
+      std::string reply_text;
+      for (auto&& [k, v] : t) {
+        const std::string_view key = k.str();
+        if (key == "id") {
+          if (auto s = want_string(v, key)) {
+            r.id = *s;
+            have_id = true;
+            if (r.id.empty()) {
+              ctx.error(v, "'id' must not be empty");
+              bad = true;
+            }
+          }
+        } else if (key == "description") {
+          if (auto s = want_string(v, key)) r.description = *s;
+        } else if (key == "rfc") {
+          if (auto s = want_string(v, key)) r.rfc = *s;
+        } else if (key == "severity") {
+          if (auto s = want_string(v, key)) {
+            if (*s == "error") r.severity = Severity::error;
+            else if (*s == "warning") r.severity = Severity::warning;
+            else if (*s == "info") r.severity = Severity::info;
+            else {
+              ctx.error(v, "severity must be error, warning or info");
+              bad = true;
+            }
+          }
+        } else if (key == "verbs") {
+          have_verbs = true;
+          verb_list(v, key, vm.in, true);
+        } else if (key == "except") {
+          verb_list(v, key, vm.except, false);
+        } else if (key == "when") {
+          pred_list(v, key, r.when);
+        } else if (key == "unless") {
+          pred_list(v, key, r.unless);
+        } else if (key == "audit" || key == "enforce") {
+          if (auto s = want_string(v, key)) {
+            auto a = parse_action(*s);
+            if (!a) {
+              ctx.error(v, "'" + std::string(key) + "' must be log, reject or ignore");
+              bad = true;
+            } else {
+              (key == "audit" ? r.audit : r.enforce) = *a;
+            }
+          }
+        } else if (key == "reply") {
+          auto n = v.value<std::int64_t>();
+          if (!v.is_integer() || !n || *n < 400 || *n > 599) {
+            ctx.error(v, "'reply' must be an integer reply code 400-599");
+            bad = true;
+          } else {
+            r.reply_code = static_cast<int>(*n);
+          }
+        } else if (key == "reply_text") {
+          if (auto s = want_string(v, key)) {
+            reply_text = *s;
+            if (reply_text.find_first_of("\r\n") != std::string::npos) {
+              ctx.error(v, "'reply_text' must be one line");
+              bad = true;
+            }
+          }
+        } else {
+          errors.push_back({where(file, k.source()) + ": unknown key '" + std::string(key) + "' in rule"});
+          bad = true;
+        }
+      }
+      if (!have_id) {
+        ctx.error(t, "rule without 'id'");
+        bad = true;
+      }
+      if (!have_verbs) {
+        ctx.error(t, "rule '" + r.id + "' without 'verbs'");
+        bad = true;
+      }
+      if (have_id && find(r.id)) {
+        ctx.error(t, "duplicate rule id '" + r.id + "' (first defined at " + find(r.id)->origin + ")");
+        bad = true;
+      }
+      if (bad) continue;
+      r.reply_line = std::to_string(r.reply_code) + " " + (reply_text.empty() ? default_text(r.reply_code) : reply_text) + "\r\n";
+      rules_.push_back(std::move(r));
+      matches_.push_back(vm);
+    }
+  }
+  return errors.size() == errors_before;
+}
+
+void RuleSet::compile() {
+  for (auto& v : by_verb_) v.clear();
+  for (std::size_t i = 0; i < rules_.size(); ++i) {
+    const VerbMatch& m = matches_[i];
+    for (std::size_t v = 0; v < kVerbCount; ++v)
+      if ((m.all || m.in[v]) && !m.except[v]) by_verb_[v].push_back(static_cast<std::uint16_t>(i));
+  }
+}
+
+std::optional<RuleSet> RuleSet::load_string(std::string_view toml, std::string_view source_name,
+                                            std::vector<Error>& errors) {
+  RuleSet rs;
+  if (!rs.add_document(toml, source_name, errors)) return std::nullopt;
+  rs.sources.emplace_back(source_name);
+  rs.compile();
+  return rs;
+}
+
+std::optional<RuleSet> RuleSet::load(const std::vector<Document>& docs, std::vector<Error>& errors) {
+  RuleSet rs;
+  bool ok = true;
+  for (const auto& d : docs) {
+    if (!rs.add_document(d.content, d.name, errors)) ok = false;
+    rs.sources.push_back(d.name);
+  }
+  if (!ok) return std::nullopt;
+  rs.compile();
+  return rs;
+}
+
+}  // namespace ftpw

@@ -1,0 +1,109 @@
+// Sequence and policy rules, loaded from TOML and compiled into per-verb tables.
+//
+// A rule fires for a command when its verb matches (`verbs`, minus `except`),
+// every predicate in `when` holds and none in `unless` holds. Predicates are
+// the session state the client mirror keeps (see FTPW_PREDICATES). What a rule
+// does depends on the mode: `audit` and `enforce` each name `log`, `reject`
+// (answer `reply` and never forward) or `ignore`.
+//
+// Evaluation walks a per-verb list of rule indices and tests two bit masks: no
+// allocation, no string compare.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "verbs.h"
+
+namespace ftpw {
+
+// X(enum name, TOML name, meaning)
+#define FTPW_PREDICATES(X)                                                                       \
+  X(logged_in, "logged-in", "the login completed (230, or 202 to PASS/ACCT)")                   \
+  X(user_sent, "user-sent", "USER was sent since the connection opened or REIN")               \
+  X(user_accepted, "user-accepted", "the previous command was USER and it was answered 331")    \
+  X(account_requested, "account-requested", "the last reply was 332 (account needed)")          \
+  X(rename_pending, "rename-pending", "the previous command was RNFR and it was answered 350") \
+  X(restart_pending, "restart-pending", "a REST answered 350 waits for its transfer")          \
+  X(data_ready, "data-ready", "a data connection was set up since the last transfer")          \
+  X(epsv_all, "epsv-all", "EPSV ALL was answered 200")                                         \
+  X(auth_done, "auth-done", "AUTH was answered 234")                                           \
+  X(pbsz_done, "pbsz-done", "PBSZ was answered 200")                                           \
+  X(transfer_running, "transfer-running", "a transfer got its 1xx and waits for completion")   \
+  X(telnet_bad, "telnet-bad", "the line carried an IAC sequence other than IAC IAC/IP/DM/negotiation") \
+  X(syntax_bad, "syntax-bad", "the line is not <verb> [SP <argument>]")                        \
+  X(arg_bad, "arg-bad", "the argument of a command with structure is malformed")
+
+enum class Predicate : std::uint8_t {
+#define X(e, name, doc) e,
+  FTPW_PREDICATES(X)
+#undef X
+  count_
+};
+constexpr std::uint32_t pbit(Predicate p) { return 1u << static_cast<unsigned>(p); }
+std::string_view name_of(Predicate p);
+std::optional<Predicate> predicate_by_name(std::string_view name);
+
+enum class Severity : std::uint8_t { info, warning, error };
+std::string_view name_of(Severity s);
+
+enum class RuleAction : std::uint8_t { ignore, log, reject };
+enum class Mode : std::uint8_t { audit, enforce };
+std::string_view name_of(Mode m);
+
+struct Rule {
+  std::string id;
+  std::string description;
+  std::string rfc;
+  Severity severity = Severity::error;
+  std::uint32_t when = 0;    // all must hold
+  std::uint32_t unless = 0;  // none may hold
+  RuleAction audit = RuleAction::log;
+  RuleAction enforce = RuleAction::reject;
+  int reply_code = 503;
+  std::string reply_line;    // "503 Bad sequence of commands.\r\n"
+  std::string origin;        // "file:line:column" of the rule's table
+
+  RuleAction action(Mode m) const { return m == Mode::audit ? audit : enforce; }
+  bool fires(std::uint32_t state) const { return (state & when) == when && (state & unless) == 0; }
+};
+
+class RuleSet {
+ public:
+  const std::vector<Rule>& rules() const { return rules_; }
+  // Indices of the rules that may fire for a verb, in file order.
+  const std::vector<std::uint16_t>& for_verb(Verb v) const { return by_verb_[static_cast<std::size_t>(v)]; }
+  const Rule* find(std::string_view id) const;
+  std::vector<std::string> sources;  // files it was loaded from
+
+  // Loading. Errors are "file:line:column: message"; any error rejects the whole set.
+  struct Error {
+    std::string message;
+  };
+  struct Document {
+    std::string name;     // file name, used in error positions
+    std::string content;  // TOML text
+  };
+  // Several documents form one set; rule ids are unique across all of them.
+  static std::optional<RuleSet> load(const std::vector<Document>& docs, std::vector<Error>& errors);
+  static std::optional<RuleSet> load_string(std::string_view toml, std::string_view source_name,
+                                            std::vector<Error>& errors);
+
+ private:
+  bool add_document(std::string_view toml, std::string_view source_name, std::vector<Error>& errors);
+  void compile();
+
+  std::vector<Rule> rules_;
+  struct VerbMatch {
+    bool all = false;
+    std::array<bool, kVerbCount> in{};
+    std::array<bool, kVerbCount> except{};
+  };
+  std::vector<VerbMatch> matches_;
+  std::array<std::vector<std::uint16_t>, kVerbCount> by_verb_;
+};
+
+}  // namespace ftpw

@@ -1,0 +1,235 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "core_harness.h"
+
+using namespace ftpw;
+using namespace ftpw::test;
+
+namespace {
+bool has(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+}  // namespace
+
+TEST(SessionCore, HoldsClientUntilGreeting) {
+  CoreRig r(Mode::enforce, "rules/default.toml", false);
+  r.client("USER u");
+  EXPECT_EQ(r.take_server(), "");
+  r.server("220 hi");
+  EXPECT_EQ(r.take_server(), "USER u\r\n");
+}
+
+TEST(SessionCore, PipelinedCommandsJudgedAfterReplies) {
+  CoreRig r(Mode::enforce);
+  r.client_raw("USER u\r\nPASS p\r\n");
+  EXPECT_EQ(r.take_server(), "USER u\r\n");
+  EXPECT_TRUE(r.core->client_paused());
+  r.server("331 pw");
+  EXPECT_EQ(r.take_server(), "PASS p\r\n");
+  r.server("230 in");
+  EXPECT_FALSE(r.core->client_paused());
+  EXPECT_TRUE(r.rec.findings.empty());
+}
+
+TEST(SessionCore, PassiveReplyRewrittenToProxyAddress) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.take_client();
+  r.client("PASV");
+  EXPECT_EQ(r.take_server(), "PASV\r\n");
+  r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
+  ASSERT_EQ(r.rec.passive_requests.size(), 1u);
+  EXPECT_EQ(r.rec.passive_requests[0].to_string(), "127.0.0.2:40001");
+  EXPECT_EQ(r.take_client(), "227 Entering Passive Mode (192,0,2,10,195,80).\r\n");
+  r.client("EPSV");
+  r.server("229 Entering Extended Passive Mode (|||40002|)");
+  EXPECT_EQ(r.rec.passive_requests.back().to_string(), "127.0.0.2:40002");
+  EXPECT_EQ(r.take_client(), "229 Entering Extended Passive Mode (|||50000|)\r\n");
+}
+
+TEST(SessionCore, PassiveForeignAddressUsesServerHost) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.client("PASV");
+  r.server("227 Entering Passive Mode (10,9,9,9,156,65).");
+  EXPECT_TRUE(has(r.rec.findings, "pasv-foreign-address:logged"));
+  EXPECT_EQ(r.rec.passive_requests.back().to_string(), "127.0.0.2:40001");
+  r.client("PASV");
+  r.server("227 Entering Passive Mode (127,0,0,2,0,21).");
+  EXPECT_TRUE(has(r.rec.findings, "pasv-low-port:rejected:425"));
+  EXPECT_EQ(r.rec.passive_requests.size(), 1u);
+}
+
+TEST(SessionCore, EpsvFallsBackToPasv) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.take_server();
+  r.take_client();
+  r.client("EPSV");
+  EXPECT_EQ(r.take_server(), "EPSV\r\n");
+  r.server("500 Unknown command.");
+  EXPECT_EQ(r.take_server(), "PASV\r\n");
+  EXPECT_EQ(r.take_client(), "");
+  r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
+  EXPECT_EQ(r.take_client(), "229 Entering Extended Passive Mode (|||50000|)\r\n");
+  r.client("RETR f");
+  EXPECT_TRUE(r.rec.findings.empty());
+}
+
+TEST(SessionCore, ActiveRewrittenAndBounceRefused) {
+  CoreRig r(Mode::audit);
+  r.login();
+  r.take_server();
+  r.client("PORT 127,0,0,1,200,10");
+  ASSERT_EQ(r.rec.active_requests.size(), 1u);
+  EXPECT_EQ(r.rec.active_requests[0].to_string(), "127.0.0.1:51210");
+  EXPECT_EQ(r.take_server(), "PORT 192,0,2,10,195,80\r\n");
+  r.server("200 PORT ok");
+  r.client("EPRT |1|127.0.0.1|40000|");
+  EXPECT_EQ(r.take_server(), "EPRT |1|192.0.2.10|50000|\r\n");
+  r.server("200 ok");
+  r.take_client();
+  // Someone else's address, a privileged port, IPv6 on an IPv4 session: refused in every mode.
+  for (const char* c : {"PORT 10,0,0,1,200,10", "PORT 127,0,0,1,0,25", "EPRT |2|::1|4000|"}) {
+    r.rec.findings.clear();
+    r.client(c);
+    EXPECT_EQ(r.take_server(), "") << c;
+    EXPECT_EQ(r.take_client().substr(0, 4), "504 ") << c;
+    EXPECT_TRUE(has(r.rec.findings, "port-bounce:rejected:504")) << c;
+  }
+  EXPECT_EQ(r.rec.active_requests.size(), 2u);
+  r.client("PORT 1,2,3");
+  EXPECT_EQ(r.take_client().substr(0, 4), "501 ");
+}
+
+TEST(SessionCore, Reply125AnnotatedAndCompletionAfterData) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.client("EPSV");
+  r.server("229 (|||40001|)");
+  r.core->on_upstream_data(true);
+  r.client("RETR f");
+  r.server("125 Data connection already open. Transfer starting.");
+  EXPECT_EQ(r.rec.transfers_started, 1);
+  EXPECT_TRUE(r.rec.last_reused);
+  EXPECT_TRUE(r.rec.reply_reused.back());
+  EXPECT_TRUE(r.core->transfer_running());
+  r.take_client();
+  r.server("226 Transfer complete.");
+  EXPECT_EQ(r.take_client(), "");
+  EXPECT_EQ(r.rec.after_data, "226 Transfer complete.\r\n");
+  EXPECT_EQ(r.rec.transfers_finished, 1);
+  EXPECT_TRUE(r.rec.findings.empty());
+}
+
+TEST(SessionCore, Reply125WithoutDataConnectionIsAServerFinding) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.client("EPSV");
+  r.server("229 (|||40001|)");
+  r.client("RETR f");
+  r.server("125 already open");
+  EXPECT_TRUE(has(r.rec.findings, "reply-125-without-data:logged"));
+}
+
+TEST(SessionCore, ServerReplyTables) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.exchange("CWD x", "227 what");
+  EXPECT_TRUE(has(r.rec.findings, "reply-unexpected:logged"));
+  r.rec.findings.clear();
+  r.exchange("NOOP", "421 bye");  // universal
+  EXPECT_TRUE(r.rec.findings.empty());
+  r.server("200 out of nowhere");
+  EXPECT_TRUE(has(r.rec.findings, "reply-unsolicited:logged"));
+  r.rec.findings.clear();
+  CoreRig t(Mode::enforce);
+  t.login();
+  t.client("PASV");
+  t.server("227 (127,0,0,2,156,65)");
+  t.client("RETR f");
+  t.server("150 one");
+  t.server("150 two");
+  EXPECT_TRUE(has(t.rec.findings, "reply-preliminary-repeated:logged"));
+}
+
+TEST(SessionCore, AborDuringTransfer) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.client("PASV");
+  r.server("227 (127,0,0,2,156,65)");
+  r.client("RETR big");
+  r.server("150 sending");
+  r.take_server();
+  r.client_raw("\xff\xf4\xff\xf2" "ABOR\r\n");
+  EXPECT_EQ(r.rec.aborts, 1);
+  EXPECT_EQ(r.take_server(), "\xff\xf4\xff\xf2" "ABOR\r\n");
+  r.server("426 Transfer aborted.");
+  r.server("226 ABOR successful.");
+  EXPECT_EQ(r.rec.after_data, "426 Transfer aborted.\r\n");
+  EXPECT_EQ(r.take_client().find("226 ABOR successful.\r\n") != std::string::npos, true);
+  EXPECT_FALSE(r.core->client_paused());
+  EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings[0];
+}
+
+TEST(SessionCore, FeatHidesTls) {
+  CoreRig r(Mode::enforce);
+  r.take_client();
+  r.client("FEAT");
+  r.server("211-Features:");
+  r.server(" AUTH TLS");
+  r.server(" EPSV");
+  r.server(" PBSZ");
+  r.server(" PROT");
+  r.server(" UTF8");
+  r.server("211 End");
+  EXPECT_EQ(r.take_client(), "211-Features:\r\n EPSV\r\n UTF8\r\n211 End\r\n");
+}
+
+TEST(SessionCore, FramingProblemsNeverForwardedAndFloodCloses) {
+  CoreRig r(Mode::audit);
+  r.login();
+  r.take_server();
+  r.take_client();
+  r.client_raw("DELE a\nRETR b\r\n");
+  EXPECT_TRUE(has(r.rec.findings, "bare_lf:rejected:500"));
+  EXPECT_EQ(r.take_server(), "RETR b\r\n");
+  r.server("503 no data setup");
+  r.take_client();
+  r.client_raw(std::string("CWD a\0b\r\n", 9));
+  EXPECT_TRUE(has(r.rec.findings, "nul_in_line:rejected:500"));
+  EXPECT_EQ(r.take_server(), "");
+  r.client_raw("CWD " + std::string(5000, 'x') + "\r\n");
+  EXPECT_TRUE(has(r.rec.findings, "line_too_long:rejected:500"));
+  EXPECT_EQ(r.take_server(), "");
+  EXPECT_EQ(r.take_client(), "500 NUL byte inside a command line.\r\n500 Command line too long.\r\n");
+  for (int i = 0; i < 20 && !r.core->closed(); ++i) r.client_raw("junk\n");
+  EXPECT_TRUE(r.core->closed());
+  EXPECT_EQ(r.rec.closes, 1);
+  EXPECT_TRUE(has(r.rec.findings, "bad-line-flood:rejected:421"));
+}
+
+TEST(SessionCore, MultiLineReplyOverflowCloses) {
+  CoreRig r(Mode::enforce);
+  r.client("HELP");
+  r.server("214-help");
+  for (int i = 0; i < 10001 && !r.core->closed(); ++i) r.server("line");
+  EXPECT_TRUE(r.core->closed());
+  EXPECT_NE(r.take_client().find("421 "), std::string::npos);
+}
+
+TEST(SessionCore, ServerCannotInjectRepliesThroughText) {
+  // A bare LF from the server is a line boundary for the proxy and the client
+  // alike: both see the same lines.
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.take_client();
+  r.client("MKD x");
+  r.core->on_server_bytes("257 \"x\nfake\" created\r\n", 0, r.rec);
+  // The proxy forwards the line it could not read as its own line: the client
+  // sees the same two lines, neither a reply the proxy did not account for.
+  EXPECT_EQ(r.take_client(), "257 \"x\r\nfake\" created\r\n");
+  EXPECT_TRUE(has(r.rec.findings, "reply-malformed:logged"));
+}
