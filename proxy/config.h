@@ -1,0 +1,77 @@
+// Configuration: one key table drives the TOML loader (unknown key -> error
+// with file:line:column), validation, check-config and the flag overrides.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "netaddr.h"
+#include "rule_set.h"
+
+namespace ftpw {
+
+struct Config {
+  // [listen]
+  std::string listen = "0.0.0.0:2121";
+  // [upstream]
+  std::string upstream;
+  std::int64_t upstream_connect_timeout_ms = 5000;
+  // [data]
+  std::string passive_ports = "50000-50999";
+  std::string public_address;
+  std::vector<std::string> allow_foreign_active;
+  std::int64_t data_connect_timeout_s = 30;
+  std::int64_t data_stall_timeout_s = 300;
+  // [policy]
+  std::string mode = "enforce";
+  std::vector<std::string> rules;  // empty: the built-in default.toml
+  // [limits]
+  std::int64_t max_line = 4096;
+  std::int64_t max_sessions = 10000;
+  std::int64_t max_sessions_per_ip = 200;
+  std::int64_t login_timeout_s = 60;
+  std::int64_t idle_timeout_s = 900;
+  std::int64_t shutdown_grace_s = 30;
+  std::int64_t max_bad_lines = 10;
+  // [audit]
+  std::string audit_path = "-";
+  // [log]
+  std::string log_level = "info";
+  // [server]
+  std::int64_t workers = 1;
+
+  // Derived by validate()
+  NetAddr listen_addr;
+  NetAddr upstream_addr;  // resolved by the caller (names need DNS)
+  std::uint16_t pasv_lo = 0, pasv_hi = 0;
+  std::optional<NetAddr> public_addr;
+  std::vector<NetAddr> foreign_active;
+  Mode mode_value = Mode::enforce;
+  std::map<std::string, std::string> origin;  // "section.key" -> "file:line:column"
+};
+
+struct ConfigError {
+  std::string message;  // "file:line:column: ..." when it comes from a file
+};
+
+// Loads a TOML file over the defaults in `cfg`.
+bool load_config_file(const std::string& path, Config& cfg, std::vector<ConfigError>& errors);
+bool load_config_string(std::string_view toml, const std::string& name, Config& cfg, std::vector<ConfigError>& errors);
+// Checks values and fills the derived fields. `need_upstream`: the proxy needs
+// one; check-config accepts a file without (it may come from the command line).
+bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& errors);
+
+// Rules from cfg.rules (or the built-in default set).
+std::shared_ptr<const RuleSet> load_rules(const Config& cfg, std::vector<ConfigError>& errors);
+extern const char* const kBuiltinDefaultRules;  // rules/default.toml, compiled in
+
+// An immutable snapshot: what a session takes when it opens.
+struct Snapshot {
+  Config cfg;
+  std::shared_ptr<const RuleSet> rules;
+};
+
+}  // namespace ftpw

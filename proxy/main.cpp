@@ -1,0 +1,247 @@
+// ftpwarden: command line, subcommands and the run loop.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "audit_log.h"
+#include "config.h"
+#include "linter.h"
+#include "net.h"
+#include "server.h"
+
+#ifndef FTPW_VERSION
+#define FTPW_VERSION "0.0.0"
+#endif
+
+namespace ftpw {
+namespace {
+
+const char* kUsage =
+    "usage: ftpwarden [--config FILE] [--listen ADDR:PORT] [--upstream HOST:PORT]\n"
+    "                 [--mode audit|enforce] [--audit-log PATH|-] [--rules FILE]...\n"
+    "                 [--passive-ports LO-HI] [--public-address IP] [--log-level LEVEL]\n"
+    "       ftpwarden check-config FILE\n"
+    "       ftpwarden lint [--rules FILE]... FILE...\n"
+    "       ftpwarden --version\n";
+
+struct Cli {
+  std::string config;
+  std::vector<std::pair<std::string, std::string>> overrides;  // flag -> value, in order
+  std::vector<std::string> rules;
+};
+
+bool parse_cli(int argc, char** argv, int start, Cli& cli, std::string& err) {
+  static const char* with_value[] = {"--config", "--listen", "--upstream", "--mode", "--audit-log", "--rules",
+                                     "--passive-ports", "--public-address", "--log-level", "--workers"};
+  for (int i = start; i < argc; ++i) {
+    std::string a = argv[i], v;
+    auto eq = a.find('=');
+    if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
+      v = a.substr(eq + 1);
+      a = a.substr(0, eq);
+    }
+    bool known = false;
+    for (auto* f : with_value) known |= a == f;
+    if (!known) {
+      err = "unknown option '" + a + "'";
+      return false;
+    }
+    if (eq == std::string::npos) {
+      if (i + 1 >= argc) {
+        err = "option " + a + " needs a value";
+        return false;
+      }
+      v = argv[++i];
+    }
+    if (a == "--config") cli.config = v;
+    else if (a == "--rules") cli.rules.push_back(v);
+    else cli.overrides.emplace_back(a, v);
+  }
+  return true;
+}
+
+void apply_overrides(const Cli& cli, Config& c, std::vector<ConfigError>& errors) {
+  for (const auto& [f, v] : cli.overrides) {
+    if (f == "--listen") c.listen = v, c.origin.erase("listen.address");
+    else if (f == "--upstream") c.upstream = v, c.origin.erase("upstream.address");
+    else if (f == "--mode") c.mode = v, c.origin.erase("policy.mode");
+    else if (f == "--audit-log") c.audit_path = v, c.origin.erase("audit.path");
+    else if (f == "--passive-ports") c.passive_ports = v, c.origin.erase("data.passive_ports");
+    else if (f == "--public-address") c.public_address = v, c.origin.erase("data.public_address");
+    else if (f == "--log-level") c.log_level = v, c.origin.erase("log.level");
+    else if (f == "--workers") {
+      try {
+        c.workers = std::stoll(v);
+      } catch (...) {
+        errors.push_back({"--workers: not a number: '" + v + "'"});
+      }
+    }
+  }
+  if (!cli.rules.empty()) c.rules = cli.rules;
+}
+
+// Config file + flags -> validated snapshot with rules. nullptr and errors on failure.
+std::shared_ptr<const Snapshot> build_snapshot(const Cli& cli, std::vector<ConfigError>& errors) {
+  auto snap = std::make_shared<Snapshot>();
+  Config& c = snap->cfg;
+  if (!cli.config.empty()) load_config_file(cli.config, c, errors);
+  apply_overrides(cli, c, errors);
+  if (!errors.empty()) return nullptr;
+  if (!validate_config(c, true, errors)) return nullptr;
+  std::string rerr;
+  auto up = resolve_host_port(c.upstream, rerr);
+  if (!up) {
+    errors.push_back({(c.origin.count("upstream.address") ? c.origin["upstream.address"] : "--upstream") + ": " + rerr});
+    return nullptr;
+  }
+  c.upstream_addr = *up;
+  snap->rules = load_rules(c, errors);
+  if (!snap->rules) return nullptr;
+  return snap;
+}
+
+int cmd_check_config(int argc, char** argv) {
+  if (argc != 3) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  Config c;
+  std::vector<ConfigError> errors;
+  load_config_file(argv[2], c, errors);
+  if (errors.empty()) validate_config(c, false, errors);
+  if (errors.empty()) load_rules(c, errors);
+  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.message.c_str());
+  if (!errors.empty()) return 1;
+  std::printf("%s: ok\n", argv[2]);
+  return 0;
+}
+
+int cmd_lint(int argc, char** argv) {
+  std::vector<std::string> files, rules;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--rules" && i + 1 < argc) rules.push_back(argv[++i]);
+    else if (a.rfind("--rules=", 0) == 0) rules.push_back(a.substr(8));
+    else files.push_back(a);
+  }
+  if (files.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  Config c;
+  c.rules = rules;
+  std::vector<ConfigError> errors;
+  auto rs = load_rules(c, errors);
+  if (!rs) {
+    for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.message.c_str());
+    return 2;
+  }
+  bool any_error = false, unusable = false;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) {
+      std::fprintf(stderr, "%s: cannot open\n", f.c_str());
+      unusable = true;
+      continue;
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    auto res = lint(ss.str(), rs);
+    if (!res.usable) {
+      std::fprintf(stderr, "%s: unusable input: %s\n", f.c_str(), res.reason.c_str());
+      unusable = true;
+      continue;
+    }
+    for (const auto& fd : res.findings)
+      std::printf("%s:%zu: %s: %s\n", f.c_str(), fd.line, fd.rule.c_str(), fd.message.c_str());
+    any_error |= res.has_errors();
+  }
+  std::fflush(stdout);
+  if (unusable) return 2;
+  return any_error ? 1 : 0;
+}
+
+void raise_nofile() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int cmd_run(int argc, char** argv) {
+  Cli cli;
+  std::string err;
+  if (!parse_cli(argc, argv, 1, cli, err)) {
+    std::fprintf(stderr, "ftpwarden: %s\n%s", err.c_str(), kUsage);
+    return 2;
+  }
+  std::vector<ConfigError> errors;
+  auto snap = build_snapshot(cli, errors);
+  if (!snap) {
+    for (const auto& e : errors) std::fprintf(stderr, "ftpwarden: %s\n", e.message.c_str());
+    return 1;
+  }
+  auto console = spdlog::stderr_color_mt("ftpwarden");
+  spdlog::set_default_logger(console);
+  spdlog::set_level(spdlog::level::from_str(snap->cfg.log_level == "warning" ? "warn" : snap->cfg.log_level));
+  std::signal(SIGPIPE, SIG_IGN);
+  raise_nofile();
+
+  std::unique_ptr<AuditLog> audit;
+  try {
+    audit = std::make_unique<AuditLog>(snap->cfg.audit_path);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ftpwarden: cannot open audit log '%s': %s\n", snap->cfg.audit_path.c_str(), e.what());
+    return 1;
+  }
+  uv_loop_t* loop = uv_default_loop();
+  Server server(loop, snap, *audit, [cli](std::string& error) -> std::shared_ptr<const Snapshot> {
+    std::vector<ConfigError> errs;
+    auto s = build_snapshot(cli, errs);
+    for (const auto& e : errs) error += (error.empty() ? "" : "; ") + e.message;
+    return s;
+  });
+  if (server.start(err) != 0) {
+    std::fprintf(stderr, "ftpwarden: %s\n", err.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "listening on %s -> %s (mode=%s)\n", server.bound().to_string().c_str(),
+               snap->cfg.upstream.c_str(), snap->cfg.mode.c_str());
+  std::fflush(stderr);
+  uv_run(loop, UV_RUN_DEFAULT);
+  audit->flush();
+  audit.reset();
+  uv_loop_close(loop);
+  spdlog::shutdown();
+  return 0;
+}
+
+}  // namespace
+}  // namespace ftpw
+
+int main(int argc, char** argv) {
+  using namespace ftpw;
+  if (argc >= 2) {
+    const std::string a = argv[1];
+    if (a == "--version" || a == "version") {
+      std::printf("ftpwarden %s\n", FTPW_VERSION);
+      return 0;
+    }
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (a == "check-config") return cmd_check_config(argc, argv);
+    if (a == "lint") return cmd_lint(argc, argv);
+  }
+  return cmd_run(argc, argv);
+}

@@ -1,0 +1,123 @@
+// libuv plumbing: an owning TCP stream with counted read-pause reasons, a
+// write path that owns its bytes, watermark events, and an idempotent close;
+// a listener; sockaddr <-> NetAddr conversions. Nothing here knows FTP.
+#pragma once
+#include <uv.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "netaddr.h"
+
+namespace ftpw {
+
+class Stream;
+
+// Callbacks of a Stream. Every callback runs from the event loop, never from
+// inside a Stream method the owner called.
+class StreamHandler {
+ public:
+  virtual ~StreamHandler() = default;
+  virtual void on_data(Stream& s, const char* p, std::size_t n) = 0;
+  virtual void on_eof(Stream& s) = 0;
+  virtual void on_error(Stream& s, int err) = 0;
+  virtual void on_connect(Stream& s, int status) { (void)s; (void)status; }
+  virtual void on_drain(Stream& s) { (void)s; }          // write queue fell below the low watermark
+  virtual void on_shutdown(Stream& s) { (void)s; }       // our FIN is out, queued bytes flushed
+  virtual void on_closed(Stream& s) = 0;                 // last callback; the Stream is freed after it
+};
+
+enum PauseReason : std::uint8_t {
+  pause_peer_full = 1,     // the other side's write queue is above its high watermark
+  pause_core_hold = 2,     // the protocol core waits for a reply before it can judge more
+  pause_not_ready = 4,     // the other leg is not connected yet
+  pause_draining = 8,      // the session is shutting down
+};
+
+class Stream {
+ public:
+  // Memory is released after on_closed.
+  static Stream* create(uv_loop_t* loop, StreamHandler* h, int tag);
+
+  uv_tcp_t* tcp() { return &tcp_; }
+  uv_stream_t* uv() { return reinterpret_cast<uv_stream_t*>(&tcp_); }
+  int tag() const { return tag_; }
+  void set_handler(StreamHandler* h) { handler_ = h; }
+
+  int connect(const sockaddr* addr);
+  void pause(std::uint8_t reason);
+  void resume(std::uint8_t reason);
+  std::uint8_t paused() const { return pause_mask_; }
+  bool write(std::string_view bytes);  // false once closing
+  std::size_t queued() const { return tcp_.write_queue_size; }
+  bool above_high() const { return queued() > high_; }
+  void set_watermarks(std::size_t high, std::size_t low) {
+    high_ = high;
+    low_ = low;
+  }
+  void shutdown();  // FIN after the queued writes
+  void close();     // idempotent
+  bool closing() const { return closing_; }
+  bool eof() const { return eof_; }
+  bool shut() const { return shut_; }
+  bool connected() const { return connected_; }
+  void mark_connected() { connected_ = true; }
+  int start();  // begin reading (subject to pause reasons)
+
+  std::optional<NetAddr> peer() const;
+  std::optional<NetAddr> local() const;
+  std::uint64_t bytes_in = 0, bytes_out = 0;
+
+ private:
+  Stream() = default;
+  void update_reading();
+  static void on_alloc(uv_handle_t*, std::size_t, uv_buf_t* buf);
+  static void on_read(uv_stream_t*, ssize_t n, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_close(uv_handle_t* h);
+
+  uv_tcp_t tcp_{};
+  StreamHandler* handler_ = nullptr;
+  int tag_ = 0;
+  std::size_t high_ = 256 * 1024, low_ = 64 * 1024;
+  std::uint8_t pause_mask_ = 0;
+  bool started_ = false, reading_ = false, closing_ = false, eof_ = false, shut_ = false, connected_ = false;
+  bool want_drain_ = false, shutdown_pending_ = false;
+};
+
+class Listener;
+class ListenerHandler {
+ public:
+  virtual ~ListenerHandler() = default;
+  virtual void on_connection(Listener& l) = 0;
+  virtual void on_listener_closed(Listener& l) = 0;
+};
+
+class Listener {
+ public:
+  static Listener* create(uv_loop_t* loop, ListenerHandler* h);
+  // Binds and listens; port 0 picks one. Returns 0 or a libuv error.
+  int listen(const NetAddr& addr, int backlog, bool reuseport = false);
+  // Accepts into a new Stream owned by `h`; nullptr on failure.
+  Stream* accept(StreamHandler* h, int tag);
+  std::optional<NetAddr> local() const;
+  void close();
+  bool closing() const { return closing_; }
+  uv_tcp_t* tcp() { return &tcp_; }
+
+ private:
+  Listener() = default;
+  uv_tcp_t tcp_{};
+  ListenerHandler* handler_ = nullptr;
+  bool closing_ = false;
+};
+
+// Conversions
+bool to_sockaddr(const NetAddr& a, sockaddr_storage& out);
+std::optional<NetAddr> from_sockaddr(const sockaddr* sa);
+// Resolves "host:port" (names allowed, for the upstream) synchronously at start-up.
+std::optional<NetAddr> resolve_host_port(const std::string& s, std::string& error);
+
+}  // namespace ftpw

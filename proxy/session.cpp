@@ -1,0 +1,560 @@
+#include "session.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include "server.h"
+
+namespace ftpw {
+namespace {
+
+constexpr std::string_view kUpstreamDown = "421 Service not available, the server cannot be reached.\r\n";
+constexpr std::uint64_t kCloseGraceMs = 5000;  // a closing session that cannot flush is cut
+
+std::uint64_t now_us() { return uv_hrtime() / 1000; }
+
+bool is_download(Verb v) { return v == Verb::RETR || v == Verb::LIST || v == Verb::NLST || v == Verb::MLSD; }
+
+void tune_control_socket(Stream& s, bool oob_inline) {
+  uv_tcp_nodelay(s.tcp(), 1);
+  uv_tcp_keepalive(s.tcp(), 1, 60);
+  if (oob_inline) {
+    // TELNET Synch (ABOR's IAC DM) arrives as TCP urgent data; keep it in the
+    // stream so the framer sees it and no byte of the line is lost.
+    uv_os_fd_t fd;
+    if (uv_fileno(reinterpret_cast<uv_handle_t*>(s.tcp()), &fd) == 0) {
+      const int one = 1;
+      setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one);
+    }
+  }
+}
+
+}  // namespace
+
+// ================================================================== Session
+
+Session::Session(Server& srv, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer)
+    : srv_(srv), snap_(std::move(snap)), peer_(peer), client_(client) {
+  id_ = srv_.next_session_id();
+  peer_str_ = peer_.to_string();
+  client_->set_handler(this);
+  ++handles_;
+  const Config& c = snap_->cfg;
+  CoreSettings cs;
+  cs.mode = c.mode_value;
+  cs.client_framer.max_line = static_cast<std::size_t>(c.max_line);
+  cs.allow_foreign_active = c.foreign_active;
+  cs.max_bad_lines = static_cast<std::uint32_t>(c.max_bad_lines);
+  core_ = std::make_unique<SessionCore>(cs, snap_->rules, SessionPeers{peer_, c.upstream_addr});
+}
+
+Session::~Session() = default;
+
+uv_loop_t* Session::loop() const { return srv_.loop(); }
+std::uint64_t Session::now_ms() const { return srv_.now_ms(); }
+
+void Session::audit(const Event& e) const { srv_.audit().write(e); }
+
+void Session::start() {
+  opened_ms_ = last_client_ms_ = now_ms();
+  tune_control_socket(*client_, true);
+  auto local = client_->local();
+  audit(event("session_open").str("local", local ? local->to_string() : "").str("upstream",
+                                                                               cfg().upstream_addr.to_string()));
+  client_->pause(pause_not_ready);
+  client_->start();
+  upstream_ = Stream::create(loop(), this, tag_upstream);
+  ++handles_;
+  sockaddr_storage ss;
+  to_sockaddr(cfg().upstream_addr, ss);
+  if (int rc = upstream_->connect(reinterpret_cast<sockaddr*>(&ss)); rc != 0) {
+    spdlog::warn("session {}: connect to {} failed: {}", id_, cfg().upstream_addr.to_string(), uv_strerror(rc));
+    terminate("upstream-unreachable", kUpstreamDown);
+  }
+}
+
+void Session::on_connect(Stream& s, int status) {
+  if (&s != upstream_ || closing_) return;
+  if (status != 0) {
+    spdlog::warn("session {}: upstream {} unreachable: {}", id_, cfg().upstream_addr.to_string(), uv_strerror(status));
+    terminate("upstream-unreachable", kUpstreamDown);
+    return;
+  }
+  connected_ = true;
+  tune_control_socket(*upstream_, false);
+  upstream_->start();
+  client_->resume(pause_not_ready);
+  sync_client_pause();
+}
+
+void Session::sync_client_pause() {
+  if (closing_) return;
+  if (core_->client_paused()) client_->pause(pause_core_hold);
+  else client_->resume(pause_core_hold);
+  // Replies toward a client that does not read: stop reading the server.
+  if (client_->above_high()) upstream_->pause(pause_peer_full);
+  if (upstream_->above_high()) client_->pause(pause_peer_full);
+}
+
+void Session::on_data(Stream& s, const char* p, std::size_t n) {
+  if (closing_) return;
+  if (&s == client_) {
+    last_client_ms_ = now_ms();
+    core_->on_client_bytes(std::string_view(p, n), now_us(), *this);
+  } else {
+    core_->on_server_bytes(std::string_view(p, n), now_us(), *this);
+  }
+  if (!closing_) {
+    sync_client_pause();
+    finish_if_done();
+  }
+}
+
+void Session::on_drain(Stream& s) {
+  if (closing_) return;
+  if (&s == client_) upstream_->resume(pause_peer_full);
+  else client_->resume(pause_peer_full);
+}
+
+void Session::on_eof(Stream& s) {
+  if (closing_) return;
+  if (&s == client_) {
+    // Half-close: what the client sent before its FIN (QUIT, say) is still
+    // answered; the session ends once nothing is pending.
+    client_eof_ = true;
+    finish_if_done();
+  } else {
+    // The server closed its control connection: deliver what it said, then end.
+    // If it still owed replies (it died), the client hears so; never a 226.
+    if (core_->pending_commands() || xfer_.active) {
+      has_deferred_ = false;
+      terminate("upstream-closed", "421 Service not available, connection to the server lost.\r\n");
+    } else {
+      close_session("upstream-closed");
+    }
+  }
+}
+
+void Session::finish_if_done() {
+  if (client_eof_ && !closing_ && core_->pending_commands() == 0 && !has_deferred_) close_session("client-closed");
+}
+
+void Session::on_error(Stream& s, int err) {
+  if (closing_) return;
+  spdlog::debug("session {}: {} error: {}", id_, &s == client_ ? "client" : "upstream", uv_strerror(err));
+  if (&s == upstream_) {
+    has_deferred_ = false;
+    terminate("upstream-error", "421 Service not available, connection to the server lost.\r\n");
+    return;
+  }
+  close_session("client-error");
+}
+
+void Session::on_shutdown(Stream& s) {
+  if (&s == client_ && closing_) {
+    client_->close();
+    if (upstream_) upstream_->close();
+  }
+}
+
+void Session::on_closed(Stream& s) {
+  if (&s == client_) client_ = nullptr;
+  if (&s == upstream_) upstream_ = nullptr;
+  --handles_;
+  if (!closing_) close_session("connection-closed");
+  if (handles_ == 0) {
+    srv_.session_gone(this);
+    delete this;
+  }
+}
+
+void Session::terminate(std::string_view reason, std::string_view reply) {
+  if (closing_) return;
+  if (client_ && !client_->closing() && !reply.empty()) {
+    client_->write(reply);
+    audit(event("reply").num("code", (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0'))
+              .str("text", reply_text(reply))
+              .str("source", "proxy"));
+  }
+  close_session(reason);
+}
+
+void Session::close_session(std::string_view reason) {
+  if (closing_) return;
+  closing_ = true;
+  closing_since_ms_ = now_ms();
+  if (data_) data_->abort("session-closed");
+  if (!logged_session_close_) {
+    logged_session_close_ = true;
+    audit(event("session_close")
+              .str("reason", reason)
+              .num("duration_ms", static_cast<std::int64_t>(now_ms() - opened_ms_))
+              .num("bytes_from_client", static_cast<std::int64_t>(client_ ? client_->bytes_in : 0))
+              .num("bytes_to_client", static_cast<std::int64_t>(client_ ? client_->bytes_out : 0)));
+  }
+  if (upstream_) {
+    upstream_->pause(pause_draining);
+    // Without a reply still owed to the client, the upstream goes now.
+    upstream_->close();
+  }
+  if (client_) {
+    client_->pause(pause_draining);
+    if (client_->queued() == 0) client_->close();
+    else client_->shutdown();  // flush what is owed (a 421, a 221), then close
+  }
+}
+
+void Session::tick(std::uint64_t now) {
+  const Config& c = cfg();
+  if (closing_) {
+    if (now - closing_since_ms_ > kCloseGraceMs) {
+      if (client_) client_->close();
+      if (upstream_) upstream_->close();
+    }
+    return;
+  }
+  if (!connected_ && now - opened_ms_ > static_cast<std::uint64_t>(c.upstream_connect_timeout_ms)) {
+    audit(event("timeout").str("timer", "upstream_connect"));
+    terminate("upstream-connect-timeout", kUpstreamDown);
+    return;
+  }
+  if (!core_->logged_in() && now - opened_ms_ > static_cast<std::uint64_t>(c.login_timeout_s) * 1000) {
+    audit(event("timeout").str("timer", "login"));
+    terminate("login-timeout", "421 Login timeout, closing control connection.\r\n");
+    return;
+  }
+  const bool moving = data_ && data_->connected();
+  if (!moving && !xfer_.active && now - last_client_ms_ > static_cast<std::uint64_t>(c.idle_timeout_s) * 1000) {
+    audit(event("timeout").str("timer", "idle"));
+    terminate("idle-timeout", "421 Idle timeout, closing control connection.\r\n");
+    return;
+  }
+  if (data_ && !data_->ended()) {
+    if (!data_->connected() && now - data_->opened_ms > static_cast<std::uint64_t>(c.data_connect_timeout_s) * 1000) {
+      audit(event("timeout").str("timer", "data_connect"));
+      data_->abort("data-connect-timeout");
+    } else if (data_->connected() &&
+               now - data_->last_activity_ms > static_cast<std::uint64_t>(c.data_stall_timeout_s) * 1000) {
+      audit(event("timeout").str("timer", "data_stall"));
+      data_->abort("data-stall-timeout");
+    }
+  }
+  if (!xfer_.active && !data_ && !core_->transfer_running()) core_->shrink();
+}
+
+// ---------------------------------------------------------------- CoreSink
+
+void Session::on_command(const CommandEvent& c) {
+  std::string verb = c.verb == Verb::unknown ? std::string(c.verb_text) : std::string(name_of(c.verb));
+  Event e = event("command");
+  e.str("verb", verb);
+  // SECURITY: the password (and account) never reaches any log.
+  e.str("arg", (c.verb == Verb::PASS || c.verb == Verb::ACCT) && !c.arg.empty() ? "****" : c.arg);
+  audit(e);
+}
+
+void Session::on_reply(const ReplyEvent& r) {
+  Event e = event("reply");
+  e.num("code", r.code).str("text", reply_text(r.raw));
+  if (r.latency_us >= 0 && !r.from_proxy) e.num("latency_us", r.latency_us);
+  if (r.verb != Verb::unknown) e.str("verb", name_of(r.verb));
+  if (r.from_proxy) e.str("source", "proxy");
+  if (r.data_conn_reused) e.str("annotation", "data_connection_already_open");
+  audit(e);
+}
+
+void Session::on_finding(const Finding& f) {
+  Event e = event(f.side == Side::client ? "violation" : "server_finding");
+  e.str("rule", f.rule);
+  e.str("verb", f.verb != Verb::unknown ? name_of(f.verb) : f.verb_text);
+  e.str("action", f.action == FindingAction::rejected ? "rejected" : "logged");
+  if (f.action == FindingAction::rejected) e.num("reply_code", f.reply_code);
+  e.str("severity", name_of(f.severity)).str("message", f.message);
+  audit(e);
+  if (f.side == Side::client) ++srv_.counters.violations;
+}
+
+void Session::send_to_server(std::string_view bytes) {
+  if (upstream_ && !closing_) upstream_->write(bytes);
+}
+
+void Session::send_to_client(std::string_view bytes) {
+  if (client_ && !closing_) client_->write(bytes);
+}
+
+void Session::send_to_client_after_data(std::string_view bytes) {
+  deferred_.assign(bytes);
+  has_deferred_ = true;
+  // A failed transfer (425/426/451/5xx): the data connection has no reason to live.
+  if (xfer_.code >= 300 && data_) data_->abort("transfer-failed");
+  if (!data_ || data_->ended()) flush_deferred();
+}
+
+void Session::flush_deferred() {
+  if (!has_deferred_) return;
+  has_deferred_ = false;
+  if (xfer_.active) {
+    const bool down = is_download(xfer_.verb);
+    const std::uint64_t bytes = down ? xfer_.bytes_down : xfer_.bytes_up;
+    Event e = event("transfer");
+    e.str("verb", name_of(xfer_.verb))
+        .str("path", xfer_.path)
+        .num("bytes", static_cast<std::int64_t>(bytes))
+        .str("direction", down ? "download" : "upload")
+        .num("duration_us", static_cast<std::int64_t>(now_us() - xfer_.start_us))
+        .str("data_conn", xfer_.reused ? "reused" : "new")
+        .num("code", xfer_.code);
+    audit(e);
+    ++srv_.counters.transfers;
+    xfer_ = Transfer{};
+  }
+  send_to_client(deferred_);
+  deferred_.clear();
+  if (!closing_) finish_if_done();
+}
+
+void Session::replace_data(DataChannel* d) {
+  if (data_) data_->abort("replaced");
+  data_ = d;
+}
+
+std::optional<NetAddr> Session::open_passive(const NetAddr& upstream) {
+  auto local = client_ ? client_->local() : std::nullopt;
+  if (!local) return std::nullopt;
+  auto* d = new DataChannel(*this, DataChannel::Kind::passive, upstream);
+  ++handles_;  // the channel counts as one until data_gone
+  replace_data(d);
+  std::optional<NetAddr> announce = cfg().public_addr;
+  auto addr = d->open(*local, announce);
+  if (!addr) d->abort("no-passive-port");
+  return addr;
+}
+
+std::optional<NetAddr> Session::open_active(const NetAddr& client) {
+  auto local = upstream_ ? upstream_->local() : std::nullopt;
+  if (!local) return std::nullopt;
+  auto* d = new DataChannel(*this, DataChannel::Kind::active, client);
+  ++handles_;
+  replace_data(d);
+  auto addr = d->open(*local, std::nullopt);
+  if (!addr) d->abort("no-active-port");
+  return addr;
+}
+
+void Session::transfer_started(const TransferStart& t) {
+  xfer_ = Transfer{};
+  xfer_.active = true;
+  xfer_.verb = t.verb;
+  xfer_.path = std::string(t.path);
+  xfer_.reused = t.reused;
+  xfer_.start_us = now_us();
+  if (data_ && data_->ended()) {
+    xfer_.bytes_down = data_->downloaded();
+    xfer_.bytes_up = data_->uploaded();
+  }
+}
+
+void Session::transfer_finished(int code) { xfer_.code = code; }
+
+void Session::abort_data() {
+  if (data_) data_->abort("abor");
+}
+
+void Session::close(std::string_view reason) {
+  // The core asks to close after its last words (421): let them flush.
+  close_session(reason);
+}
+
+void Session::data_opened(const DataChannel&, const NetAddr& client_side, const NetAddr& server_side) {
+  core_->on_upstream_data(true);
+  audit(event("data_open").str("client_side", client_side.to_string()).str("server_side", server_side.to_string()));
+}
+
+void Session::data_ended(const DataChannel& d, std::string_view reason, bool delivered) {
+  core_->on_upstream_data(false);
+  xfer_.bytes_down = d.downloaded();
+  xfer_.bytes_up = d.uploaded();
+  audit(event("data_close")
+            .str("reason", reason)
+            .boolean("complete", delivered)
+            .num("bytes_down", static_cast<std::int64_t>(d.downloaded()))
+            .num("bytes_up", static_cast<std::int64_t>(d.uploaded())));
+  if (has_deferred_ && !closing_) flush_deferred();
+}
+
+void Session::data_gone(DataChannel* d) {
+  if (data_ == d) data_ = nullptr;
+  delete d;
+  --handles_;
+  if (handles_ == 0 && closing_) {
+    srv_.session_gone(this);
+    delete this;
+  }
+}
+
+void Session::data_event(std::string_view rule, std::string_view message, const NetAddr& who) {
+  audit(event("violation")
+            .str("rule", rule)
+            .str("verb", "")
+            .str("action", "rejected")
+            .str("peer", who.to_string())
+            .str("message", message));
+  ++srv_.counters.violations;
+}
+
+// ================================================================== DataChannel
+
+DataChannel::DataChannel(Session& s, Kind kind, const NetAddr& target) : s_(s), kind_(kind), target_(target) {
+  opened_ms = last_activity_ms = s_.now_ms();
+}
+
+std::optional<NetAddr> DataChannel::open(const NetAddr& bind_host, const std::optional<NetAddr>& announce) {
+  listener_ = Listener::create(s_.loop(), this);
+  ++handles_;
+  NetAddr bind = bind_host;
+  if (kind_ == Kind::passive) {
+    PortPool& pool = s_.server().ports();
+    port_ = pool.acquire([&](std::uint16_t port) {
+      bind.port = port;
+      return listener_->listen(bind, 4) == 0;
+    });
+    if (port_ < 0) {
+      spdlog::warn("no free passive port in {}", s_.cfg().passive_ports);
+      return std::nullopt;
+    }
+  } else {
+    bind.port = 0;
+    if (listener_->listen(bind, 4) != 0) return std::nullopt;
+  }
+  auto local = listener_->local();
+  if (!local) return std::nullopt;
+  NetAddr out = announce ? *announce : *local;
+  out.port = local->port;
+  return out;
+}
+
+void DataChannel::on_connection(Listener& l) {
+  if (ended_) return;
+  Stream* st = l.accept(this, kind_ == Kind::passive ? client_leg : server_leg);
+  if (!st) return;
+  ++handles_;
+  auto peer = st->peer();
+  // SECURITY: only the session's own client (passive) or its server (active)
+  // may connect; anyone else is closed unread and unanswered, the listener
+  // keeps waiting for the right peer (data-port theft).
+  const NetAddr& expected = kind_ == Kind::passive ? s_.peer() : s_.cfg().upstream_addr;
+  if (!peer || !peer->same_host(expected)) {
+    s_.data_event("data-peer-mismatch", "data connection from an unexpected address closed", peer ? *peer : NetAddr{});
+    st->close();
+    return;
+  }
+  if (kind_ == Kind::passive) client_ = st;
+  else server_ = st;
+  st->pause(pause_not_ready);
+  st->start();
+  listener_->close();
+  listener_ = nullptr;
+  // Connect the other leg at once, so a server that sees its data connection
+  // open answers 125 (RFC 959 §4.2.2), as it would without the proxy.
+  Stream* leg = Stream::create(s_.loop(), this, kind_ == Kind::passive ? server_leg : client_leg);
+  ++handles_;
+  if (kind_ == Kind::passive) server_ = leg;
+  else client_ = leg;
+  sockaddr_storage ss;
+  to_sockaddr(target_, ss);
+  if (leg->connect(reinterpret_cast<sockaddr*>(&ss)) != 0) end("connect-failed", false);
+}
+
+void DataChannel::on_connect(Stream& s, int status) {
+  if (ended_) return;
+  if (status != 0) {
+    spdlog::debug("data connect to {} failed: {}", target_.to_string(), uv_strerror(status));
+    end("connect-failed", false);
+    return;
+  }
+  s.start();
+  both_up();
+}
+
+void DataChannel::both_up() {
+  if (!connected()) return;
+  client_->resume(pause_not_ready);
+  server_->resume(pause_not_ready);
+  last_activity_ms = s_.now_ms();
+  auto c = client_->peer(), v = server_->peer();
+  announced_ = true;
+  s_.data_opened(*this, c ? *c : NetAddr{}, v ? *v : NetAddr{});
+}
+
+void DataChannel::on_data(Stream& s, const char* p, std::size_t n) {
+  if (ended_) return;
+  Stream* o = other(s);
+  if (!o || o->closing()) return;
+  if (&s == server_) down_ += n;
+  else up_ += n;
+  last_activity_ms = s_.now_ms();
+  o->write(std::string_view(p, n));
+  if (o->above_high()) s.pause(pause_peer_full);
+}
+
+void DataChannel::on_drain(Stream& s) {
+  if (Stream* o = other(s)) o->resume(pause_peer_full);
+}
+
+void DataChannel::on_eof(Stream& s) {
+  if (ended_) return;
+  // Half-close: pass the FIN on once what was read before it is written.
+  if (Stream* o = other(s)) o->shutdown();
+}
+
+void DataChannel::on_shutdown(Stream&) {
+  // One direction delivered completely: the transfer is over.
+  if (!ended_) end("complete", true);
+}
+
+void DataChannel::on_error(Stream&, int err) {
+  if (!ended_) end(uv_err_name(err), false);
+}
+
+void DataChannel::abort(std::string_view reason) {
+  if (!ended_) end(reason, false);
+}
+
+void DataChannel::end(std::string_view reason, bool delivered) {
+  ended_ = true;
+  delivered_ = delivered;
+  if (listener_) {
+    listener_->close();
+    listener_ = nullptr;
+  }
+  if (client_) client_->close();
+  if (server_) server_->close();
+  // The handles are closing: the session may now send the reply that follows
+  // the data. This object lives on until their close callbacks (maybe_gone).
+  s_.data_ended(*this, std::string(reason), delivered);
+}
+
+void DataChannel::on_closed(Stream& s) {
+  --handles_;
+  if (&s != client_ && &s != server_) {  // a thief's connection, closed unread
+    maybe_gone();
+    return;
+  }
+  if (&s == client_) client_ = nullptr;
+  if (&s == server_) server_ = nullptr;
+  if (!ended_) end("closed", false);
+  maybe_gone();  // last statement: it may free this object
+}
+
+void DataChannel::on_listener_closed(Listener&) {
+  if (port_ >= 0) s_.server().ports().release(static_cast<std::uint16_t>(port_));
+  port_ = -1;
+  --handles_;
+  maybe_gone();
+}
+
+void DataChannel::maybe_gone() {
+  if (ended_ && handles_ == 0) s_.data_gone(this);
+}
+
+}  // namespace ftpw

@@ -1,0 +1,153 @@
+// One proxied FTP session: the client's control connection, the upstream's,
+// the protocol core between them, and at most one data channel at a time.
+// The session executes what the core decides; it holds no FTP knowledge of
+// its own beyond which transfer verbs move data which way.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "audit_log.h"
+#include "config.h"
+#include "net.h"
+#include "session_core.h"
+
+namespace ftpw {
+
+class Server;
+class Session;
+
+// A data connection: a listener (the proxy's passive port, or its active port
+// toward the server) and two legs, relayed both ways with backpressure.
+class DataChannel : public StreamHandler, public ListenerHandler {
+ public:
+  enum class Kind : std::uint8_t { passive, active };
+  DataChannel(Session& s, Kind kind, const NetAddr& target);
+
+  // Binds the listener; returns the address to announce, or nullopt.
+  std::optional<NetAddr> open(const NetAddr& bind_host, const std::optional<NetAddr>& announce);
+  void abort(std::string_view reason);
+  bool delivered() const { return delivered_; }
+  bool connected() const { return client_ && server_ && client_->connected() && server_->connected(); }
+  bool listening() const { return listener_ != nullptr; }
+  std::uint64_t downloaded() const { return down_; }
+  std::uint64_t uploaded() const { return up_; }
+  std::uint64_t opened_ms = 0, last_activity_ms = 0;
+  bool ended() const { return ended_; }
+
+  // StreamHandler
+  void on_data(Stream& s, const char* p, std::size_t n) override;
+  void on_eof(Stream& s) override;
+  void on_error(Stream& s, int err) override;
+  void on_connect(Stream& s, int status) override;
+  void on_drain(Stream& s) override;
+  void on_shutdown(Stream& s) override;
+  void on_closed(Stream& s) override;
+  // ListenerHandler
+  void on_connection(Listener& l) override;
+  void on_listener_closed(Listener& l) override;
+
+ private:
+  enum Leg { client_leg = 1, server_leg = 2 };
+  Stream* other(Stream& s) { return &s == client_ ? server_ : client_; }
+  void both_up();
+  void end(std::string_view reason, bool delivered);
+  void maybe_gone();
+
+  Session& s_;
+  Kind kind_;
+  NetAddr target_;   // passive: the server's data port; active: the client's
+  Listener* listener_ = nullptr;
+  Stream* client_ = nullptr;
+  Stream* server_ = nullptr;
+  int handles_ = 0;
+  int port_ = -1;    // from the passive pool
+  std::uint64_t down_ = 0, up_ = 0;
+  bool delivered_ = false, ended_ = false, announced_ = false;
+};
+
+class Session : public StreamHandler, public CoreSink {
+ public:
+  Session(Server& srv, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer);
+  ~Session() override;
+  void start();
+  void tick(std::uint64_t now_ms);
+  // Ends the session now with a 421 to the client (shutdown, limits).
+  void terminate(std::string_view reason, std::string_view reply);
+  const NetAddr& peer() const { return peer_; }
+  bool closing() const { return closing_; }
+  Server& server() { return srv_; }
+  const Config& cfg() const { return snap_->cfg; }
+  uv_loop_t* loop() const;
+  std::uint64_t now_ms() const;
+
+  // StreamHandler (control legs)
+  void on_data(Stream& s, const char* p, std::size_t n) override;
+  void on_eof(Stream& s) override;
+  void on_error(Stream& s, int err) override;
+  void on_connect(Stream& s, int status) override;
+  void on_drain(Stream& s) override;
+  void on_shutdown(Stream& s) override;
+  void on_closed(Stream& s) override;
+
+  // CoreSink
+  void on_command(const CommandEvent& c) override;
+  void on_reply(const ReplyEvent& r) override;
+  void on_finding(const Finding& f) override;
+  void send_to_server(std::string_view bytes) override;
+  void send_to_client(std::string_view bytes) override;
+  void send_to_client_after_data(std::string_view bytes) override;
+  std::optional<NetAddr> open_passive(const NetAddr& upstream) override;
+  std::optional<NetAddr> open_active(const NetAddr& client) override;
+  void transfer_started(const TransferStart& t) override;
+  void transfer_finished(int code) override;
+  void abort_data() override;
+  void close(std::string_view reason) override;
+
+  // From the data channel
+  void data_opened(const DataChannel& d, const NetAddr& client_side, const NetAddr& server_side);
+  void data_ended(const DataChannel& d, std::string_view reason, bool delivered);
+  void data_gone(DataChannel* d);
+  void data_event(std::string_view rule, std::string_view message, const NetAddr& who);
+
+  Event event(std::string_view name) const { return Event(name, id_, peer_str_); }
+  void audit(const Event& e) const;
+
+ private:
+  enum Tag { tag_client = 1, tag_upstream = 2 };
+  void close_session(std::string_view reason);
+  void finish_if_done();
+  void flush_deferred();
+  void replace_data(DataChannel* d);
+  void sync_client_pause();
+
+  Server& srv_;
+  std::shared_ptr<const Snapshot> snap_;
+  std::string id_;
+  NetAddr peer_;
+  std::string peer_str_;
+  Stream* client_ = nullptr;
+  Stream* upstream_ = nullptr;
+  DataChannel* data_ = nullptr;
+  std::unique_ptr<SessionCore> core_;
+  int handles_ = 0;
+  std::uint64_t opened_ms_ = 0, last_client_ms_ = 0, closing_since_ms_ = 0;
+  bool connected_ = false, closing_ = false, client_eof_ = false, logged_session_close_ = false;
+
+  // The transfer in progress (from its 1xx to its completion reply)
+  struct Transfer {
+    bool active = false;
+    Verb verb = Verb::unknown;
+    std::string path;
+    bool reused = false;
+    int code = 0;
+    std::uint64_t start_us = 0;
+    std::uint64_t bytes_down = 0, bytes_up = 0;  // from a data channel that already ended
+    bool data_ended = false;
+  } xfer_;
+  std::string deferred_;  // completion reply waiting for the data to drain
+  bool has_deferred_ = false;
+};
+
+}  // namespace ftpw
