@@ -125,9 +125,16 @@ bool load_config_file(const std::string& path, Config& cfg, std::vector<ConfigEr
 
 bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& errors) {
   const std::size_t before = errors.size();
-  auto where = [&](const std::string& key) {
+  auto where = [&](const std::string& key) -> std::string {
     auto it = cfg.origin.find(key);
-    return it == cfg.origin.end() ? std::string("--") + key : it->second;
+    if (it != cfg.origin.end()) return it->second;
+    static const std::map<std::string, std::string> flags = {
+        {"listen.address", "--listen"},        {"upstream.address", "--upstream"},
+        {"policy.mode", "--mode"},             {"audit.path", "--audit-log"},
+        {"data.passive_ports", "--passive-ports"}, {"data.public_address", "--public-address"},
+        {"log.level", "--log-level"},          {"server.workers", "--workers"}};
+    auto f = flags.find(key);
+    return f != flags.end() ? f->second : key + " (default)";
   };
   auto err = [&](const std::string& key, const std::string& msg) { errors.push_back({where(key) + ": " + msg}); };
 

@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -108,6 +109,17 @@ std::shared_ptr<const Snapshot> build_snapshot(const Cli& cli, std::vector<Confi
   return snap;
 }
 
+// Orders "file:line:column: ..." messages by position; others keep their place at the end.
+void sort_errors(std::vector<ConfigError>& errors) {
+  auto key = [](const std::string& m) {
+    unsigned long line = ~0ul, col = 0;
+    std::sscanf(m.c_str(), "%*[^:]:%lu:%lu", &line, &col);
+    return std::make_pair(line, col);
+  };
+  std::stable_sort(errors.begin(), errors.end(),
+                   [&](const ConfigError& a, const ConfigError& b) { return key(a.message) < key(b.message); });
+}
+
 int cmd_check_config(int argc, char** argv) {
   if (argc != 3) {
     std::fputs(kUsage, stderr);
@@ -115,9 +127,10 @@ int cmd_check_config(int argc, char** argv) {
   }
   Config c;
   std::vector<ConfigError> errors;
-  load_config_file(argv[2], c, errors);
-  if (errors.empty()) validate_config(c, false, errors);
-  if (errors.empty()) load_rules(c, errors);
+  const bool parsed = load_config_file(argv[2], c, errors);
+  validate_config(c, false, errors);  // values that did parse are checked too
+  if (parsed) load_rules(c, errors);
+  sort_errors(errors);
   for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.message.c_str());
   if (!errors.empty()) return 1;
   std::printf("%s: ok\n", argv[2]);

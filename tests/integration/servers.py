@@ -68,11 +68,15 @@ def free_port_range(lo: int, hi: int, count: int = 50, tries: int = 50) -> tuple
     raise RuntimeError(f"no free block of {count} ports in {lo}-{hi}")
 
 
-def wait_for_greeting(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> str:
-    """Connects until the server sends its 220 greeting; returns the greeting line."""
+def wait_for_greeting(port: int, timeout: float = 10.0, host: str = "127.0.0.1",
+                      proc: subprocess.Popen | None = None) -> str:
+    """Connects until the server sends its 220 greeting; returns the greeting line.
+    Gives up early when `proc` exits."""
     end = time.monotonic() + timeout
     last = None
     while time.monotonic() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with status {proc.returncode} before greeting on port {port}")
         try:
             with socket.create_connection((host, port), timeout=2) as s:
                 s.settimeout(3)
@@ -364,7 +368,7 @@ class VsftpdServer(FtpServer):
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             out.close()
             try:
-                wait_for_greeting(self.port, timeout=5)
+                wait_for_greeting(self.port, timeout=5, proc=self.proc)
                 if self.alive():
                     return self
             except RuntimeError as e:
@@ -409,7 +413,7 @@ class PyftpdServer(FtpServer):
             if m:
                 self.port = int(m.group(1))
                 self.proc.stdout.close()
-                wait_for_greeting(self.port, timeout=5)
+                wait_for_greeting(self.port, timeout=5, proc=self.proc)
                 return self
             last = line + self.stdout_path.read_text(errors="replace")[-500:]
             self.stop()
