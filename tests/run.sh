@@ -11,20 +11,8 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 JOBS=${JOBS:-$(nproc)}
 
-if [ -z "${FTPW_SKIP_APT:-}" ] && [ "$(id -u)" = 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends \
-    build-essential cmake ninja-build pkg-config git ca-certificates \
-    libuv1-dev libspdlog-dev libtomlplusplus-dev libgtest-dev libbenchmark-dev \
-    clang libclang-rt-14-dev \
-    python3 python3-pytest python3-pyftpdlib curl lftp tnftp libpam-modules procps >/dev/null
-  # vsftpd conflicts in apt with other FTP servers a machine may carry
-  # (proftpd, for one), so it is unpacked beside them instead of installed.
-  if ! command -v vsftpd >/dev/null && [ ! -x /usr/sbin/vsftpd ] && [ ! -x /opt/ftpsrv/vsftpd/usr/sbin/vsftpd ]; then
-    mkdir -p /opt/ftpsrv
-    (cd /opt/ftpsrv && apt-get download vsftpd >/dev/null 2>&1 && mkdir -p vsftpd && dpkg -x vsftpd_*.deb vsftpd)
-  fi
+if [ -z "${FTPW_SKIP_APT:-}" ]; then
+  bash deploy/install-deps.sh
 fi
 
 echo "== release build"

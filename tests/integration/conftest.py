@@ -1,0 +1,168 @@
+"""Fixtures for the ftpwarden integration tests.
+
+Session-scoped upstream servers (vsftpd and pyftpdlib, each with small.txt,
+a random 1 MiB blob.bin, a tree/ for mirroring and an upload/ dir), and
+function-scoped proxies in front of them. Run from the repository root:
+
+    /usr/bin/python3 -m pytest tests/integration
+
+Environment: FTPWARDEN_BIN (the proxy binary; default build/release/proxy/
+ftpwarden, then build/proxy/ftpwarden), VSFTPD (the vsftpd binary).
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from clients import Target  # noqa: E402
+from servers import (FTP_USER, Proxy, PyftpdServer, ScriptedServer, VsftpdServer,  # noqa: E402
+                     find_proxy_binary, find_vsftpd, populate_tree, sha256_bytes, sha256_file)
+
+SERVER_KINDS = ["vsftpd", "pyftpdlib"]
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # lets fixtures see whether the test failed (to dump proxy logs on teardown)
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+@pytest.fixture(scope="session")
+def ftp_password() -> str:
+    """A distinctive password, so a leak into any log is easy to spot."""
+    return "Pw" + secrets.token_hex(10)
+
+
+@pytest.fixture(scope="session")
+def vsftpd_server(ftp_password):
+    binary = find_vsftpd()
+    if binary is None:
+        pytest.skip("vsftpd not found (command -v vsftpd, /usr/sbin/vsftpd, /opt/ftpsrv/vsftpd/usr/sbin/vsftpd)")
+    if os.geteuid() != 0:
+        pytest.skip("vsftpd tests need root (system user, PAM service, root-owned config)")
+    srv = VsftpdServer(FTP_USER, ftp_password, binary)
+    try:
+        srv.files = populate_tree(srv.root)
+        srv.start()
+        yield srv
+    finally:
+        srv.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pyftpdlib_server(ftp_password):
+    srv = PyftpdServer(FTP_USER, ftp_password)
+    try:
+        srv.files = populate_tree(srv.root)
+        srv.start()
+        yield srv
+    finally:
+        srv.cleanup()
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def server(request):
+    """Each test using it runs once against vsftpd and once against pyftpdlib."""
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+@pytest.fixture
+def scripted_server():
+    """Factory: scripted_server({"FEAT": b"211-..."}) -> a started ScriptedServer."""
+    made = []
+
+    def make(replies=None, **kw):
+        s = ScriptedServer(replies, **kw).start()
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy_bin() -> str:
+    b = find_proxy_binary()
+    if b is None or not os.path.isfile(b):
+        pytest.fail("ftpwarden binary not found: build it (cmake --preset release && cmake --build "
+                    "--preset release) or set FTPWARDEN_BIN", pytrace=False)
+    return b
+
+
+@pytest.fixture
+def make_proxy(request, proxy_bin):
+    """Factory: make_proxy(upstream, mode="audit", extra_args=()) -> a started Proxy.
+
+    On teardown each proxy gets SIGTERM and must exit 0; when the test failed,
+    its stderr and audit log are printed (shown in the report)."""
+    made: list[Proxy] = []
+
+    def make(upstream, mode: str = "audit", extra_args=(), **kw) -> Proxy:
+        p = Proxy(proxy_bin, upstream, mode=mode, extra_args=extra_args, **kw)
+        made.append(p)
+        return p.start()
+
+    yield make
+
+    problems = []
+    for p in made:
+        crashed = p.proc is not None and p.proc.poll() is not None
+        rc = p.stop()
+        failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+        if crashed:
+            problems.append(f"{p!r} died during the test (status {rc})")
+        elif rc not in (0, None):
+            problems.append(f"{p!r} exited with status {rc} on SIGTERM")
+        if failed or crashed or rc not in (0, None):
+            print(f"--- {p!r} argv: {' '.join(p.argv())}")
+            print(f"--- stderr:\n{p.stderr()[-6000:]}")
+            print(f"--- audit log:\n{p.audit_text()[-8000:]}")
+        p.cleanup()
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def audit_proxy(server, make_proxy) -> Proxy:
+    return make_proxy(server, mode="audit")
+
+
+@pytest.fixture
+def enforce_proxy(server, make_proxy) -> Proxy:
+    return make_proxy(server, mode="enforce")
+
+
+@pytest.fixture
+def via_audit(audit_proxy, server) -> Target:
+    """Where a client connects to reach `server` through the audit-mode proxy."""
+    return Target.via(audit_proxy, server)
+
+
+@pytest.fixture
+def via_enforce(enforce_proxy, server) -> Target:
+    return Target.via(enforce_proxy, server)
+
+
+@pytest.fixture
+def sha256():
+    """sha256(path_or_bytes) -> hex digest."""
+    def h(x):
+        return sha256_bytes(x) if isinstance(x, (bytes, bytearray)) else sha256_file(x)
+    return h
+
+
+@pytest.fixture
+def unique_name(request):
+    """unique_name("up", ".bin") -> a file name no other test uses on the shared servers."""
+    def make(prefix="f", suffix=""):
+        return f"{prefix}-{secrets.token_hex(6)}{suffix}"
+    return make
