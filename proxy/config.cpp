@@ -5,7 +5,9 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <thread>
 #include <variant>
+#include <algorithm>
 
 namespace ftpw {
 namespace {
@@ -37,6 +39,9 @@ const Key kKeys[] = {
     {"limits", "idle_timeout_s", &Config::idle_timeout_s},
     {"limits", "shutdown_grace_s", &Config::shutdown_grace_s},
     {"limits", "max_bad_lines", &Config::max_bad_lines},
+    {"limits", "max_login_failures", &Config::max_login_failures},
+    {"limits", "login_failure_window_s", &Config::login_failure_window_s},
+    {"limits", "login_cooldown_s", &Config::login_cooldown_s},
     {"audit", "path", &Config::audit_path},
     {"log", "level", &Config::log_level},
     {"server", "workers", &Config::workers},
@@ -192,7 +197,12 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
   positive(cfg.idle_timeout_s, "limits.idle_timeout_s");
   positive(cfg.shutdown_grace_s, "limits.shutdown_grace_s", 0);
   positive(cfg.max_bad_lines, "limits.max_bad_lines");
-  positive(cfg.workers, "server.workers");
+  positive(cfg.max_login_failures, "limits.max_login_failures");
+  positive(cfg.login_failure_window_s, "limits.login_failure_window_s");
+  positive(cfg.login_cooldown_s, "limits.login_cooldown_s", 0);
+  positive(cfg.workers, "server.workers", 0);
+  if (cfg.workers == 0) cfg.workers = std::max<std::int64_t>(1, std::thread::hardware_concurrency());
+  if (cfg.workers > 256) err("server.workers", "workers must be at most 256");
   if (cfg.audit_path.empty()) err("audit.path", "audit path must be a file or '-'");
   return errors.size() == before;
 }

@@ -36,12 +36,15 @@ struct Config {
   std::int64_t idle_timeout_s = 900;
   std::int64_t shutdown_grace_s = 30;
   std::int64_t max_bad_lines = 10;
+  std::int64_t max_login_failures = 5;
+  std::int64_t login_failure_window_s = 300;
+  std::int64_t login_cooldown_s = 300;
   // [audit]
   std::string audit_path = "-";
   // [log]
   std::string log_level = "info";
   // [server]
-  std::int64_t workers = 1;
+  std::int64_t workers = 0;  // 0: one per core
 
   // Derived by validate()
   NetAddr listen_addr;

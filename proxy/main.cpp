@@ -216,8 +216,7 @@ int cmd_run(int argc, char** argv) {
     std::fprintf(stderr, "ftpwarden: cannot open audit log '%s': %s\n", snap->cfg.audit_path.c_str(), e.what());
     return 1;
   }
-  uv_loop_t* loop = uv_default_loop();
-  Server server(loop, snap, *audit, [cli](std::string& error) -> std::shared_ptr<const Snapshot> {
+  Server server(snap, *audit, [cli](std::string& error) -> std::shared_ptr<const Snapshot> {
     std::vector<ConfigError> errs;
     auto s = build_snapshot(cli, errs);
     for (const auto& e : errs) error += (error.empty() ? "" : "; ") + e.message;
@@ -230,10 +229,9 @@ int cmd_run(int argc, char** argv) {
   std::fprintf(stderr, "listening on %s -> %s (mode=%s)\n", server.bound().to_string().c_str(),
                snap->cfg.upstream.c_str(), snap->cfg.mode.c_str());
   std::fflush(stderr);
-  uv_run(loop, UV_RUN_DEFAULT);
+  server.run();
   audit->flush();
   audit.reset();
-  uv_loop_close(loop);
   spdlog::shutdown();
   return 0;
 }

@@ -9,43 +9,121 @@ namespace ftpw {
 
 namespace {
 constexpr std::uint64_t kTickMs = 250;
+std::string ip_key(const NetAddr& a) { return a.host_string(); }
+}  // namespace
+
+// ================================================================ Admission
+
+std::string_view Admission::admit(const NetAddr& ip, const Config& c, std::uint64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string key = ip_key(ip);
+  if (total_.load() >= static_cast<std::size_t>(c.max_sessions)) return "421 Too many users, try again later.\r\n";
+  auto it = per_ip_.find(key);
+  if (it != per_ip_.end() && it->second >= c.max_sessions_per_ip)
+    return "421 Too many connections from your address.\r\n";
+  if (auto f = failures_.find(key); f != failures_.end() && f->second.blocked_until_ms > now)
+    return "421 Too many failed logins from your address, try again later.\r\n";
+  ++per_ip_[key];
+  ++total_;
+  return {};
 }
 
-Server::Server(uv_loop_t* loop, std::shared_ptr<const Snapshot> snap, AuditLog& audit, Reloader reload)
-    : loop_(loop), snap_(std::move(snap)), audit_(audit), reload_(std::move(reload)) {
-  ports_ = std::make_unique<PortPool>(snap_->cfg.pasv_lo, snap_->cfg.pasv_hi);
+void Admission::release(const NetAddr& ip) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = per_ip_.find(ip_key(ip));
+  if (it != per_ip_.end() && --it->second <= 0) per_ip_.erase(it);
+  --total_;
 }
 
-std::string Server::next_session_id() {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%x-%06llx", static_cast<unsigned>(getpid()), static_cast<unsigned long long>(++seq_));
+bool Admission::login_failed(const NetAddr& ip, const Config& c, std::uint64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Failures& f = failures_[ip_key(ip)];
+  if (f.window_start_ms == 0 || now - f.window_start_ms > static_cast<std::uint64_t>(c.login_failure_window_s) * 1000) {
+    f.window_start_ms = now;
+    f.count = 0;
+  }
+  if (++f.count < c.max_login_failures) return false;
+  f.blocked_until_ms = now + static_cast<std::uint64_t>(c.login_cooldown_s) * 1000;
+  f.count = 0;
+  return true;
+}
+
+void Admission::sweep(const Config& c, std::uint64_t now) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto window = static_cast<std::uint64_t>(c.login_failure_window_s) * 1000;
+  for (auto it = failures_.begin(); it != failures_.end();)
+    it = (now > it->second.blocked_until_ms && now - it->second.window_start_ms > window) ? failures_.erase(it)
+                                                                                        : std::next(it);
+}
+
+// ================================================================ Worker
+
+Worker::Worker(int index, std::shared_ptr<const Snapshot> snap, AuditLog& audit, Admission& admission,
+               std::uint16_t pasv_lo, std::uint16_t pasv_hi)
+    : index_(index), snap_(std::move(snap)), audit_(audit), admission_(admission) {
+  uv_loop_init(&loop_);
+  ports_ = std::make_unique<PortPool>(pasv_lo, pasv_hi);
+  uv_timer_init(&loop_, &timer_);
+  timer_.data = this;
+  uv_async_init(&loop_, &async_, [](uv_async_t* a) { static_cast<Worker*>(a->data)->on_async(); });
+  async_.data = this;
+}
+
+Worker::~Worker() { uv_loop_close(&loop_); }
+
+std::string Worker::next_session_id() {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%x-%d-%06llx", static_cast<unsigned>(getpid()), index_,
+                static_cast<unsigned long long>(++seq_));
   return buf;
 }
 
-int Server::start(std::string& error) {
-  listener_ = Listener::create(loop_, this);
-  const bool reuseport = snap_->cfg.workers > 1;
-  if (int rc = listener_->listen(snap_->cfg.listen_addr, 1024, reuseport); rc != 0) {
-    error = "cannot listen on " + snap_->cfg.listen_addr.to_string() + ": " + uv_strerror(rc);
+int Worker::listen(const NetAddr& addr, bool reuseport, std::string& error) {
+  listener_ = Listener::create(&loop_, this);
+  if (int rc = listener_->listen(addr, 1024, reuseport); rc != 0) {
+    error = "cannot listen on " + addr.to_string() + ": " + uv_strerror(rc);
     listener_->close();
     listener_ = nullptr;
     return rc;
   }
   bound_ = *listener_->local();
-  uv_timer_init(loop_, &timer_);
-  timer_.data = this;
-  uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<Server*>(t->data)->tick(); }, kTickMs, kTickMs);
-  for (auto* s : {&sigterm_, &sigint_, &sighup_}) {
-    uv_signal_init(loop_, s);
-    s->data = this;
-  }
-  uv_signal_start(&sigterm_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->begin_drain(); }, SIGTERM);
-  uv_signal_start(&sigint_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->begin_drain(); }, SIGINT);
-  uv_signal_start(&sighup_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->reload(); }, SIGHUP);
   return 0;
 }
 
-void Server::on_connection(Listener& l) {
+void Worker::run() {
+  uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->tick(); }, kTickMs, kTickMs);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+}
+
+void Worker::request_drain() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    drain_requested_ = true;
+  }
+  uv_async_send(&async_);
+}
+
+void Worker::request_snapshot(std::shared_ptr<const Snapshot> snap) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    new_snap_ = std::move(snap);
+  }
+  uv_async_send(&async_);
+}
+
+void Worker::on_async() {
+  bool drain;
+  std::shared_ptr<const Snapshot> snap;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    drain = drain_requested_;
+    snap = std::move(new_snap_);
+  }
+  if (snap) snap_ = std::move(snap);  // new sessions take it; open ones keep theirs
+  if (drain) begin_drain();
+}
+
+void Worker::on_connection(Listener& l) {
   struct Refuse : StreamHandler {  // answers 421 and closes; frees itself
     void on_data(Stream&, const char*, std::size_t) override {}
     void on_eof(Stream& s) override { s.close(); }
@@ -56,48 +134,43 @@ void Server::on_connection(Listener& l) {
   Stream* st = l.accept(nullptr, 0);
   if (!st) return;
   auto peer = st->peer();
-  const Config& c = snap_->cfg;
   std::string_view refuse;
   if (draining_) refuse = "421 Service not available, the proxy is shutting down.\r\n";
   else if (!peer) refuse = "421 Service not available.\r\n";
-  else if (sessions_.size() >= static_cast<std::size_t>(c.max_sessions))
-    refuse = "421 Too many users, try again later.\r\n";
-  else if (per_ip_[ip_key(*peer)] >= c.max_sessions_per_ip)
-    refuse = "421 Too many connections from your address.\r\n";
+  else refuse = admission_.admit(*peer, snap_->cfg, now_ms());
   if (!refuse.empty()) {
-    ++counters.sessions_refused;
-    auto* r = new Refuse;
-    st->set_handler(r);
-    audit_.write(Event("session_refused", "", peer ? peer->to_string() : "").str("reason", refuse.substr(4, refuse.size() - 6)));
+    ++counters().sessions_refused;
+    st->set_handler(new Refuse);
+    audit_.write(Event("session_refused", "", peer ? peer->to_string() : "")
+                     .str("reason", refuse.substr(4, refuse.size() - 6)));
     st->write(refuse);
     st->shutdown();
     return;
   }
-  ++per_ip_[ip_key(*peer)];
-  ++counters.sessions_total;
+  ++counters().sessions_total;
   auto* s = new Session(*this, snap_, st, *peer);
   sessions_.insert(s);
   s->start();
 }
 
-void Server::session_gone(Session* s) {
+void Worker::session_gone(Session* s) {
   sessions_.erase(s);
-  auto it = per_ip_.find(ip_key(s->peer()));
-  if (it != per_ip_.end() && --it->second <= 0) per_ip_.erase(it);
+  admission_.release(s->peer());
   maybe_stop();
 }
 
-void Server::on_listener_closed(Listener&) { maybe_stop(); }
+void Worker::on_listener_closed(Listener&) { maybe_stop(); }
 
-void Server::tick() {
+void Worker::tick() {
   ++ticks_;
-  audit_.flush();
   const std::uint64_t now = now_ms();
   if (draining_ && now >= drain_deadline_ms_) {
     // Grace is over: the remaining sessions hear 421 and close.
     std::vector<Session*> v(sessions_.begin(), sessions_.end());
-    for (Session* s : v) s->terminate("shutdown", "421 Service not available, the proxy is shutting down.\r\n");
+    for (Session* s : v)
+      if (sessions_.count(s)) s->terminate("shutdown", "421 Service not available, the proxy is shutting down.\r\n");
   }
+  if (index_ == 0 && ticks_ % (60000 / kTickMs) == 0) admission_.sweep(snap_->cfg, now);
   if (ticks_ % (1000 / kTickMs) == 0 || draining_) {
     std::vector<Session*> v(sessions_.begin(), sessions_.end());
     for (Session* s : v)
@@ -105,11 +178,10 @@ void Server::tick() {
   }
 }
 
-void Server::begin_drain() {
+void Worker::begin_drain() {
   if (draining_) return;
   draining_ = true;
   drain_deadline_ms_ = now_ms() + static_cast<std::uint64_t>(snap_->cfg.shutdown_grace_s) * 1000;
-  spdlog::info("shutting down: {} session(s) open, grace {} s", sessions_.size(), snap_->cfg.shutdown_grace_s);
   if (listener_) {
     listener_->close();
     listener_ = nullptr;
@@ -117,13 +189,85 @@ void Server::begin_drain() {
   maybe_stop();
 }
 
-void Server::maybe_stop() {
+void Worker::maybe_stop() {
   if (!draining_ || stopped_ || !sessions_.empty() || listener_) return;
   stopped_ = true;
-  audit_.flush();
   uv_timer_stop(&timer_);
   uv_close(reinterpret_cast<uv_handle_t*>(&timer_), nullptr);
-  for (auto* s : {&sigterm_, &sigint_, &sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+}
+
+// ================================================================ Server
+
+Server::Server(std::shared_ptr<const Snapshot> snap, AuditLog& audit, Reloader reload)
+    : snap_(std::move(snap)), audit_(audit), reload_(std::move(reload)) {}
+
+Server::~Server() {
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+int Server::start(std::string& error) {
+  const Config& c = snap_->cfg;
+  const int n = static_cast<int>(c.workers);
+  // Each worker gets its own slice of the passive range.
+  const int span = c.pasv_hi - c.pasv_lo + 1;
+  if (span < n) {
+    error = "passive_ports has fewer ports than workers";
+    return UV_EINVAL;
+  }
+  NetAddr addr = c.listen_addr;
+  for (int i = 0; i < n; ++i) {
+    const auto lo = static_cast<std::uint16_t>(c.pasv_lo + span * i / n);
+    const auto hi = static_cast<std::uint16_t>(c.pasv_lo + span * (i + 1) / n - 1);
+    workers_.push_back(std::make_unique<Worker>(i, snap_, audit_, admission_, lo, hi));
+    if (int rc = workers_.back()->listen(addr, n > 1, error); rc != 0) return rc;
+    addr = workers_.back()->bound();  // port 0: the others join the port the first one got
+  }
+  bound_ = workers_.front()->bound();
+  return 0;
+}
+
+void Server::run() {
+  main_ = uv_default_loop();
+  for (auto* s : {&sigterm_, &sigint_, &sighup_}) {
+    uv_signal_init(main_, s);
+    s->data = this;
+  }
+  uv_signal_start(&sigterm_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->drain(); }, SIGTERM);
+  uv_signal_start(&sigint_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->drain(); }, SIGINT);
+  uv_signal_start(&sighup_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->reload(); }, SIGHUP);
+  // Audit events reach the file within a second.
+  uv_timer_init(main_, &flush_);
+  flush_.data = this;
+  uv_timer_start(&flush_, [](uv_timer_t* t) { static_cast<Server*>(t->data)->audit_.flush(); }, 250, 250);
+  uv_async_init(main_, &done_, [](uv_async_t* a) {
+    auto* self = static_cast<Server*>(a->data);
+    if (self->running_.load() > 0) return;
+    for (auto* s : {&self->sigterm_, &self->sigint_, &self->sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->flush_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&self->done_), nullptr);
+  });
+  done_.data = this;
+  running_ = static_cast<int>(workers_.size());
+  for (auto& w : workers_) {
+    Worker* wp = w.get();
+    threads_.emplace_back([this, wp] {
+      wp->run();
+      --running_;
+      uv_async_send(&done_);
+    });
+  }
+  uv_run(main_, UV_RUN_DEFAULT);
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+  audit_.flush();
+  uv_loop_close(main_);
+}
+
+void Server::drain() {
+  spdlog::info("shutting down: {} session(s) open, grace {} s", admission_.sessions(), snap_->cfg.shutdown_grace_s);
+  for (auto& w : workers_) w->request_drain();
 }
 
 void Server::reload() {
@@ -135,9 +279,11 @@ void Server::reload() {
   }
   if (!(snap->cfg.listen_addr == snap_->cfg.listen_addr))
     spdlog::warn("reload: listen address changes need a restart; still listening on {}", bound_.to_string());
-  if (snap->cfg.pasv_lo != snap_->cfg.pasv_lo || snap->cfg.pasv_hi != snap_->cfg.pasv_hi)
-    spdlog::warn("reload: passive_ports changes need a restart");
+  if (snap->cfg.pasv_lo != snap_->cfg.pasv_lo || snap->cfg.pasv_hi != snap_->cfg.pasv_hi ||
+      snap->cfg.workers != snap_->cfg.workers)
+    spdlog::warn("reload: passive_ports and workers changes need a restart");
   snap_ = std::move(snap);
+  for (auto& w : workers_) w->request_snapshot(snap_);
   spdlog::info("configuration reloaded: mode={} rules={}", snap_->cfg.mode, snap_->rules->rules().size());
 }
 

@@ -33,7 +33,7 @@ void tune_control_socket(Stream& s, bool oob_inline) {
 
 // ================================================================== Session
 
-Session::Session(Server& srv, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer)
+Session::Session(Worker& srv, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer)
     : srv_(srv), snap_(std::move(snap)), peer_(peer), client_(client) {
   id_ = srv_.next_session_id();
   peer_str_ = peer_.to_string();
@@ -103,6 +103,10 @@ void Session::on_data(Stream& s, const char* p, std::size_t n) {
     core_->on_client_bytes(std::string_view(p, n), now_us(), *this);
   } else {
     core_->on_server_bytes(std::string_view(p, n), now_us(), *this);
+  }
+  if (pending_close_ && !closing_) {
+    terminate("login-failures", "421 Too many failed logins, closing control connection.\r\n");
+    return;
   }
   if (!closing_) {
     sync_client_pause();
@@ -261,6 +265,10 @@ void Session::on_reply(const ReplyEvent& r) {
   if (r.from_proxy) e.str("source", "proxy");
   if (r.data_conn_reused) e.str("annotation", "data_connection_already_open");
   audit(e);
+  if (r.verb == Verb::PASS && r.code == 530 && !r.from_proxy) {
+    audit(event("login_failed").str("verb", "PASS").str("arg", "****").num("code", r.code));
+    if (srv_.login_failed(peer_)) pending_close_ = true;
+  }
 }
 
 void Session::on_finding(const Finding& f) {
@@ -271,7 +279,7 @@ void Session::on_finding(const Finding& f) {
   if (f.action == FindingAction::rejected) e.num("reply_code", f.reply_code);
   e.str("severity", name_of(f.severity)).str("message", f.message);
   audit(e);
-  if (f.side == Side::client) ++srv_.counters.violations;
+  if (f.side == Side::client) ++srv_.counters().violations;
 }
 
 void Session::send_to_server(std::string_view bytes) {
@@ -305,7 +313,7 @@ void Session::flush_deferred() {
         .str("data_conn", xfer_.reused ? "reused" : "new")
         .num("code", xfer_.code);
     audit(e);
-    ++srv_.counters.transfers;
+    ++srv_.counters().transfers;
     xfer_ = Transfer{};
   }
   send_to_client(deferred_);
@@ -399,7 +407,7 @@ void Session::data_event(std::string_view rule, std::string_view message, const 
             .str("action", "rejected")
             .str("peer", who.to_string())
             .str("message", message));
-  ++srv_.counters.violations;
+  ++srv_.counters().violations;
 }
 
 // ================================================================== DataChannel

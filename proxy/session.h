@@ -15,7 +15,7 @@
 
 namespace ftpw {
 
-class Server;
+class Worker;
 class Session;
 
 // A data connection: a listener (the proxy's passive port, or its active port
@@ -69,7 +69,7 @@ class DataChannel : public StreamHandler, public ListenerHandler {
 
 class Session : public StreamHandler, public CoreSink {
  public:
-  Session(Server& srv, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer);
+  Session(Worker& srv, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer);
   ~Session() override;
   void start();
   void tick(std::uint64_t now_ms);
@@ -77,7 +77,7 @@ class Session : public StreamHandler, public CoreSink {
   void terminate(std::string_view reason, std::string_view reply);
   const NetAddr& peer() const { return peer_; }
   bool closing() const { return closing_; }
-  Server& server() { return srv_; }
+  Worker& server() { return srv_; }
   const Config& cfg() const { return snap_->cfg; }
   uv_loop_t* loop() const;
   std::uint64_t now_ms() const;
@@ -122,7 +122,7 @@ class Session : public StreamHandler, public CoreSink {
   void replace_data(DataChannel* d);
   void sync_client_pause();
 
-  Server& srv_;
+  Worker& srv_;
   std::shared_ptr<const Snapshot> snap_;
   std::string id_;
   NetAddr peer_;
@@ -148,6 +148,7 @@ class Session : public StreamHandler, public CoreSink {
   } xfer_;
   std::string deferred_;  // completion reply waiting for the data to drain
   bool has_deferred_ = false;
+  bool pending_close_ = false;  // too many failed logins: 421 after this reply
 };
 
 }  // namespace ftpw

@@ -114,9 +114,26 @@ def lftp(target, script: str, passive: bool = True, settings: str = "", check: b
 # python ftplib (in-process)
 
 
-def ftplib_connect(target, passive: bool = True, timeout: float = 15) -> ftplib.FTP:
+class PausingFTP(ftplib.FTP):
+    """ftplib.FTP that waits `pause` seconds between opening a passive data
+    connection and sending the transfer command. ftplib always connects
+    first; the pause makes sure the server has accepted the connection when
+    the command arrives (pyftpdlib then answers 125, otherwise 150)."""
+
+    pause = 0.0
+
+    def sendcmd(self, cmd):
+        if self.pause and self.passiveserver and cmd.split(" ", 1)[0].upper() in (
+                "RETR", "STOR", "APPE", "STOU", "LIST", "NLST", "MLSD"):
+            import time
+            time.sleep(self.pause)
+        return super().sendcmd(cmd)
+
+
+def ftplib_connect(target, passive: bool = True, timeout: float = 15, pause: float = 0.0) -> ftplib.FTP:
     t = _target(target)
-    ftp = ftplib.FTP()
+    ftp = PausingFTP()
+    ftp.pause = pause
     ftp.connect(t.host, t.port, timeout=timeout)
     ftp.login(t.user, t.password)
     ftp.set_pasv(passive)

@@ -337,6 +337,8 @@ class VsftpdServer(FtpServer):
 
     # [pid 123] [user] FTP command: Client "127.0.0.1", "RETR small.txt"
     _LINE = re.compile(r'\[pid (\d+)\] (?:\[[^\]]*\] )?FTP (command|response): Client "[^"]*", "(.*)"$')
+    _CONNECT = re.compile(r'\[pid (\d+)\] CONNECT: Client ')
+    logs_password = False  # vsftpd logs "PASS <password>", never the password
 
     def __init__(self, user: str, password: str, binary: str, base: Path | None = None):
         super().__init__(user, password, base)
@@ -378,12 +380,35 @@ class VsftpdServer(FtpServer):
         raise RuntimeError(f"vsftpd did not start: {last}")
 
     def entries(self, since: int = 0) -> list[LogEntry]:
+        """Log entries; `session` is "conn <pid>" of the connection's first process.
+
+        vsftpd serves a connection with one process before login and another
+        after it, so a pid that appears without a CONNECT line is joined to the
+        connection whose last command was PASS (tests run one session at a time).
+        Control characters are logged as '?': the CRLF inside a multi-line
+        reply shows as a trailing "??", which is removed here.
+        """
         out = []
+        conn_of: dict[str, str] = {}
+        last_cmd: dict[str, str] = {}
         for line in self.log_text(since).splitlines():
+            c = self._CONNECT.search(line)
+            if c:
+                conn_of[c.group(1)] = f"conn {c.group(1)}"
+                continue
             m = self._LINE.search(line)
-            if m:
-                out.append(LogEntry(f"pid {m.group(1)}", "command" if m.group(2) == "command" else "reply",
-                                    m.group(3)))
+            if not m:
+                continue
+            pid, kind, text = m.group(1), m.group(2), m.group(3)
+            if pid not in conn_of:
+                pending = [conn for conn, cmd in last_cmd.items() if cmd == "PASS"]
+                conn_of[pid] = pending[-1] if pending else f"conn {pid}"
+            conn = conn_of[pid]
+            if kind == "command":
+                last_cmd[conn] = text.split(" ", 1)[0].upper()
+            elif text.endswith("??"):
+                text = text[:-2]
+            out.append(LogEntry(conn, "command" if kind == "command" else "reply", text))
         return out
 
 
@@ -393,6 +418,7 @@ class VsftpdServer(FtpServer):
 
 class PyftpdServer(FtpServer):
     kind = "pyftpdlib"
+    logs_password = True  # pyftpd_server.py logs every line as received
 
     # 2025-01-01T00:00:00.000000 127.0.0.1:40512 <- RETR small.txt
     _LINE = re.compile(r"^\S+ (\S+) (<-|->) ?(.*)$")
