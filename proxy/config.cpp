@@ -12,7 +12,8 @@
 namespace ftpw {
 namespace {
 
-using Field = std::variant<std::string Config::*, std::int64_t Config::*, std::vector<std::string> Config::*>;
+using Field = std::variant<std::string Config::*, std::int64_t Config::*, std::vector<std::string> Config::*,
+                           bool Config::*>;
 
 struct Key {
   const char* section;
@@ -30,6 +31,7 @@ const Key kKeys[] = {
     {"data", "allow_foreign_active", &Config::allow_foreign_active},
     {"data", "connect_timeout_s", &Config::data_connect_timeout_s},
     {"data", "stall_timeout_s", &Config::data_stall_timeout_s},
+    {"data", "zero_copy", &Config::zero_copy},
     {"policy", "mode", &Config::mode},
     {"policy", "rules", &Config::rules},
     {"limits", "max_line", &Config::max_line},
@@ -97,6 +99,9 @@ bool load_config_string(std::string_view doc, const std::string& file, Config& c
             } else if constexpr (std::is_same_v<T, std::int64_t>) {
               if (auto n = v.template value<std::int64_t>(); n && v.is_integer()) cfg.*member = *n;
               else errors.push_back({pos(file, v.source()) + ": '" + full + "' must be an integer"});
+            } else if constexpr (std::is_same_v<T, bool>) {
+              if (auto b = v.template value<bool>(); b && v.is_boolean()) cfg.*member = *b;
+              else errors.push_back({pos(file, v.source()) + ": '" + full + "' must be true or false"});
             } else {
               const toml::array* a = v.as_array();
               if (!a) {

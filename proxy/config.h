@@ -25,6 +25,7 @@ struct Config {
   std::vector<std::string> allow_foreign_active;
   std::int64_t data_connect_timeout_s = 30;
   std::int64_t data_stall_timeout_s = 300;
+  bool zero_copy = true;  // splice(2) data path on Linux
   // [policy]
   std::string mode = "enforce";
   std::vector<std::string> rules;  // empty: the built-in default.toml

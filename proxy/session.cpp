@@ -486,9 +486,22 @@ void DataChannel::on_connect(Stream& s, int status) {
 
 void DataChannel::both_up() {
   if (!connected()) return;
+  last_activity_ms = s_.now_ms();
+  uv_os_fd_t cfd, sfd;
+  if (s_.cfg().zero_copy && SpliceRelay::supported() &&
+      uv_fileno(reinterpret_cast<uv_handle_t*>(client_->tcp()), &cfd) == 0 &&
+      uv_fileno(reinterpret_cast<uv_handle_t*>(server_->tcp()), &sfd) == 0) {
+    client_->pause(pause_spliced);
+    server_->pause(pause_spliced);
+    if (splice_.start(s_.loop(), cfd, sfd, this)) {
+      handles_ += splice_.handles();
+    } else {
+      client_->resume(pause_spliced);
+      server_->resume(pause_spliced);
+    }
+  }
   client_->resume(pause_not_ready);
   server_->resume(pause_not_ready);
-  last_activity_ms = s_.now_ms();
   auto c = client_->peer(), v = server_->peer();
   announced_ = true;
   s_.data_opened(*this, c ? *c : NetAddr{}, v ? *v : NetAddr{});
@@ -528,9 +541,24 @@ void DataChannel::abort(std::string_view reason) {
   if (!ended_) end(reason, false);
 }
 
+void DataChannel::on_spliced(int dir, std::size_t n) {
+  (dir == 0 ? up_ : down_) += n;
+  last_activity_ms = s_.now_ms();
+}
+
+void DataChannel::on_splice_end(bool ok, const char* reason) {
+  if (!ended_) end(reason, ok);
+}
+
+void DataChannel::on_splice_handle_closed() {
+  --handles_;
+  maybe_gone();  // last statement: it may free this object
+}
+
 void DataChannel::end(std::string_view reason, bool delivered) {
   ended_ = true;
   delivered_ = delivered;
+  splice_.stop();
   if (listener_) {
     listener_->close();
     listener_ = nullptr;

@@ -1,0 +1,178 @@
+#include "splice_relay.h"
+
+#ifdef __linux__
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <initializer_list>
+#endif
+
+namespace ftpw {
+
+#ifdef __linux__
+
+bool SpliceRelay::supported() { return true; }
+
+bool SpliceRelay::start(uv_loop_t* loop, int fd_a, int fd_b, SpliceOwner* owner) {
+  owner_ = owner;
+  int pa[2] = {-1, -1}, pb[2] = {-1, -1};
+  const int a = fcntl(fd_a, F_DUPFD_CLOEXEC, 0), b = fcntl(fd_b, F_DUPFD_CLOEXEC, 0);
+  if (a < 0 || b < 0 || pipe2(pa, O_NONBLOCK | O_CLOEXEC) != 0 || pipe2(pb, O_NONBLOCK | O_CLOEXEC) != 0) {
+    for (int fd : {a, b, pa[0], pa[1], pb[0], pb[1]})
+      if (fd >= 0) ::close(fd);
+    return false;
+  }
+  // A bigger pipe means fewer wake-ups; the kernel caps it (fs.pipe-max-size).
+  int cap = fcntl(pa[1], F_SETPIPE_SZ, 1 << 20);
+  if (cap <= 0) cap = fcntl(pa[1], F_GETPIPE_SZ);
+  fcntl(pb[1], F_SETPIPE_SZ, cap);
+  pipe_cap_ = static_cast<std::size_t>(cap > 0 ? cap : 65536);
+  dir_[0].src = a;
+  dir_[0].dst = b;
+  dir_[0].pipe_r = pa[0];
+  dir_[0].pipe_w = pa[1];
+  dir_[1].src = b;
+  dir_[1].dst = a;
+  dir_[1].pipe_r = pb[0];
+  dir_[1].pipe_w = pb[1];
+  poll_[0].fd = a;
+  poll_[1].fd = b;
+  for (auto& p : poll_) {
+    p.self = this;
+    uv_poll_init(loop, &p.h, p.fd);
+    p.h.data = &p;
+    ++open_handles_;
+  }
+  running_ = true;
+  pump();
+  return true;
+}
+
+void SpliceRelay::fail(const char* reason) {
+  if (ended_) return;
+  ended_ = true;
+  owner_->on_splice_end(false, reason);
+}
+
+bool SpliceRelay::pump_dir(int d) {
+  Dir& x = dir_[d];
+  bool progress = false;
+  for (;;) {
+    bool moved = false;
+    if (!x.src_eof && x.in_pipe < pipe_cap_) {
+      const ssize_t n = splice(x.src, nullptr, x.pipe_w, nullptr, pipe_cap_ - x.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        x.in_pipe += static_cast<std::size_t>(n);
+        moved = true;
+      } else if (n == 0) {
+        x.src_eof = true;
+        moved = true;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        fail("splice-read-error");
+        return false;
+      }
+    }
+    if (x.in_pipe > 0) {
+      const ssize_t m = splice(x.pipe_r, nullptr, x.dst, nullptr, x.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (m > 0) {
+        x.in_pipe -= static_cast<std::size_t>(m);
+        x.dst_blocked = false;
+        owner_->on_spliced(d, static_cast<std::size_t>(m));
+        if (ended_) return false;
+        moved = true;
+      } else if (m < 0 && errno == EAGAIN) {
+        x.dst_blocked = true;
+      } else if (m < 0 && errno != EINTR) {
+        fail("splice-write-error");
+        return false;
+      }
+    }
+    if (x.src_eof && x.in_pipe == 0 && !x.shut) {
+      // Half-close: the FIN follows the last byte.
+      ::shutdown(x.dst, SHUT_WR);
+      x.shut = true;
+      if (!ended_) {
+        ended_ = true;
+        owner_->on_splice_end(true, "complete");
+      }
+      return false;
+    }
+    if (!moved) break;
+    progress = true;
+  }
+  return progress;
+}
+
+void SpliceRelay::pump() {
+  if (in_pump_ || !running_) return;
+  in_pump_ = true;
+  for (int d = 0; d < 2 && !ended_; ++d) pump_dir(d);
+  in_pump_ = false;
+  if (!ended_) update_polls();
+}
+
+void SpliceRelay::update_polls() {
+  for (int s = 0; s < 2; ++s) {
+    // Socket s is the source of direction s and the destination of the other.
+    const Dir& out = dir_[s];
+    const Dir& in = dir_[1 - s];
+    int ev = 0;
+    if (!out.src_eof && out.in_pipe < pipe_cap_) ev |= UV_READABLE;
+    if (in.in_pipe > 0 && in.dst_blocked) ev |= UV_WRITABLE;
+    Poll& p = poll_[s];
+    if (ev == p.events) continue;
+    p.events = ev;
+    if (ev) uv_poll_start(&p.h, ev | UV_DISCONNECT, on_poll);
+    else uv_poll_stop(&p.h);
+  }
+}
+
+void SpliceRelay::on_poll(uv_poll_t* h, int status, int) {
+  auto* p = static_cast<Poll*>(h->data);
+  SpliceRelay* self = p->self;
+  if (!self->running_ || self->ended_) return;
+  if (status < 0) {
+    self->fail("poll-error");
+    return;
+  }
+  self->pump();
+}
+
+void SpliceRelay::stop() {
+  if (!running_) return;
+  running_ = false;
+  ended_ = true;
+  for (auto& p : poll_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(&p.h), [](uv_handle_t* h) {
+      auto* p = static_cast<Poll*>(h->data);
+      SpliceRelay* self = p->self;
+      ::close(p->fd);
+      p->fd = -1;
+      if (--self->open_handles_ == 0) {
+        for (auto& d : self->dir_) {
+          ::close(d.pipe_r);
+          ::close(d.pipe_w);
+          d.pipe_r = d.pipe_w = -1;
+        }
+      }
+      self->owner_->on_splice_handle_closed();
+    });
+  }
+}
+
+#else
+
+bool SpliceRelay::supported() { return false; }
+bool SpliceRelay::start(uv_loop_t*, int, int, SpliceOwner*) { return false; }
+void SpliceRelay::stop() {}
+void SpliceRelay::pump() {}
+bool SpliceRelay::pump_dir(int) { return false; }
+void SpliceRelay::update_polls() {}
+void SpliceRelay::fail(const char*) {}
+void SpliceRelay::on_poll(uv_poll_t*, int, int) {}
+
+#endif
+
+}  // namespace ftpw
