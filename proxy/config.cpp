@@ -41,6 +41,7 @@ const Key kKeys[] = {
     {"limits", "idle_timeout_s", &Config::idle_timeout_s},
     {"limits", "shutdown_grace_s", &Config::shutdown_grace_s},
     {"limits", "max_bad_lines", &Config::max_bad_lines},
+    {"limits", "reply_timeout_s", &Config::reply_timeout_s},
     {"limits", "max_login_failures", &Config::max_login_failures},
     {"limits", "login_failure_window_s", &Config::login_failure_window_s},
     {"limits", "login_cooldown_s", &Config::login_cooldown_s},
@@ -202,6 +203,7 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
   positive(cfg.idle_timeout_s, "limits.idle_timeout_s");
   positive(cfg.shutdown_grace_s, "limits.shutdown_grace_s", 0);
   positive(cfg.max_bad_lines, "limits.max_bad_lines");
+  positive(cfg.reply_timeout_s, "limits.reply_timeout_s");
   positive(cfg.max_login_failures, "limits.max_login_failures");
   positive(cfg.login_failure_window_s, "limits.login_failure_window_s");
   positive(cfg.login_cooldown_s, "limits.login_cooldown_s", 0);

@@ -227,6 +227,12 @@ void Session::tick(std::uint64_t now) {
     terminate("login-timeout", "421 Login timeout, closing control connection.\r\n");
     return;
   }
+  if (const std::uint64_t since = core_->waiting_since_us();
+      since != 0 && now_us() - since > static_cast<std::uint64_t>(c.reply_timeout_s) * 1000000) {
+    audit(event("timeout").str("timer", "reply"));
+    terminate("reply-timeout", "421 Service not available, the server does not answer.\r\n");
+    return;
+  }
   const bool moving = data_ && data_->connected();
   if (!moving && !xfer_.active && now - last_client_ms_ > static_cast<std::uint64_t>(c.idle_timeout_s) * 1000) {
     audit(event("timeout").str("timer", "idle"));

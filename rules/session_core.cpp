@@ -72,6 +72,14 @@ void SessionCore::finish(std::uint64_t now_us, CoreSink& sink) {
   pump_client(now_us, sink);
 }
 
+std::uint64_t SessionCore::waiting_since_us() const {
+  for (std::size_t i = 0; i < count_; ++i) {
+    const Pending& p = fifo_[(head_ + i) % fifo_.size()];
+    if (!p.replied) return p.sent_us ? p.sent_us : 1;  // (a multi-line reply in progress included)
+  }
+  return 0;
+}
+
 void SessionCore::finding(CoreSink& sink, std::string_view rule, std::string_view msg, Severity sev, Side side,
                           const Command* cmd, FindingAction act, int code, std::uint64_t offset) {
   Finding f{rule, msg, sev, side, cmd ? cmd->verb : Verb::unknown, cmd ? cmd->verb_text : std::string_view{},

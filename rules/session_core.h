@@ -128,6 +128,10 @@ class SessionCore {
   bool logged_in() const { return (state_ & pbit(Predicate::logged_in)) != 0; }
   bool transfer_running() const { return (state_ & pbit(Predicate::transfer_running)) != 0; }
   std::size_t pending_commands() const { return count_; }
+  // When the oldest command still waiting for its first reply was forwarded
+  // (now_us units as given), or 0 when none waits. A transfer waiting for its
+  // completion after the 1xx does not count: data may move for hours.
+  std::uint64_t waiting_since_us() const;
   const RuleSet& rules() const { return *rules_; }
   const CoreSettings& settings() const { return settings_; }
   // End of input (linter): judge the client lines still waiting for replies.
