@@ -155,7 +155,6 @@ class Session : public StreamHandler, public CoreSink {
   std::string deferred_;  // completion reply waiting for the data to drain
   bool has_deferred_ = false;
   bool pending_close_ = false;
-  std::uint64_t reply_wait_ms_ = 0;  // since when the core waits for the server  // too many failed logins: 421 after this reply
 };
 
 }  // namespace ftpw
