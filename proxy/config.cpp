@@ -26,6 +26,7 @@ const Key kKeys[] = {
     {"listen", "address", &Config::listen},
     {"upstream", "address", &Config::upstream},
     {"upstream", "connect_timeout_ms", &Config::upstream_connect_timeout_ms},
+    {"upstream", "max_connecting", &Config::upstream_max_connecting},
     {"data", "passive_ports", &Config::passive_ports},
     {"data", "public_address", &Config::public_address},
     {"data", "allow_foreign_active", &Config::allow_foreign_active},
@@ -194,6 +195,7 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
     if (v < min) err(key, std::string(key) + " must be >= " + std::to_string(min));
   };
   positive(cfg.upstream_connect_timeout_ms, "upstream.connect_timeout_ms");
+  positive(cfg.upstream_max_connecting, "upstream.max_connecting");
   positive(cfg.data_connect_timeout_s, "data.connect_timeout_s");
   positive(cfg.data_stall_timeout_s, "data.stall_timeout_s");
   positive(cfg.max_line, "limits.max_line", 64);

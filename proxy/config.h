@@ -19,6 +19,7 @@ struct Config {
   // [upstream]
   std::string upstream;
   std::int64_t upstream_connect_timeout_ms = 5000;
+  std::int64_t upstream_max_connecting = 16;  // connections waiting for their greeting
   // [data]
   std::string passive_ports = "50000-50999";
   std::string public_address;

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "session.h"
 
 namespace ftpw {
@@ -151,6 +153,33 @@ void Worker::on_connection(Listener& l) {
   auto* s = new Session(*this, snap_, st, *peer);
   sessions_.insert(s);
   s->start();
+}
+
+void Worker::want_upstream(Session* s) {
+  connect_queue_.push_back(s);
+  dispatch_connects();
+}
+
+void Worker::release_upstream(Session* s, bool held) {
+  if (held) --connecting_;
+  else if (auto it = std::find(connect_queue_.begin(), connect_queue_.end(), s); it != connect_queue_.end())
+    connect_queue_.erase(it);
+  dispatch_connects();
+}
+
+void Worker::dispatch_connects() {
+  if (dispatching_) return;  // a connect that fails at once releases from inside
+  dispatching_ = true;
+  const Config& c = snap_->cfg;
+  const auto limit = static_cast<std::size_t>(std::max<std::int64_t>(
+      1, (c.upstream_max_connecting + c.workers - 1) / std::max<std::int64_t>(1, c.workers)));
+  while (connecting_ < limit && !connect_queue_.empty()) {
+    Session* next = connect_queue_.front();
+    connect_queue_.pop_front();
+    ++connecting_;
+    next->connect_upstream();
+  }
+  dispatching_ = false;
 }
 
 void Worker::session_gone(Session* s) {

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -75,6 +76,12 @@ class Worker : public ListenerHandler {
   std::string next_session_id();
   void session_gone(Session* s);
   bool login_failed(const NetAddr& ip) { return admission_.login_failed(ip, snap_->cfg, now_ms()); }
+  // Upstream connections still waiting for their greeting are limited to
+  // upstream.max_connecting (split between the workers): a legacy server's
+  // listen backlog is small. A session asks for a slot; it connects when it
+  // gets one and gives it back once greeted or gone.
+  void want_upstream(Session* s);
+  void release_upstream(Session* s, bool held);
 
   void on_connection(Listener& l) override;
   void on_listener_closed(Listener& l) override;
@@ -83,6 +90,7 @@ class Worker : public ListenerHandler {
   void tick();
   void begin_drain();
   void maybe_stop();
+  void dispatch_connects();
   void on_async();
 
   int index_;
@@ -94,6 +102,9 @@ class Worker : public ListenerHandler {
   NetAddr bound_;
   std::unique_ptr<PortPool> ports_;
   std::unordered_set<Session*> sessions_;
+  std::deque<Session*> connect_queue_;
+  std::size_t connecting_ = 0;
+  bool dispatching_ = false;
   uv_timer_t timer_{};
   uv_async_t async_{};
   std::mutex mu_;                                   // guards the two requests below

@@ -63,6 +63,13 @@ void Session::start() {
                                                                                cfg().upstream_addr.to_string()));
   client_->pause(pause_not_ready);
   client_->start();
+  slot_ = UpstreamSlot::queued;
+  srv_.want_upstream(this);
+}
+
+void Session::connect_upstream() {
+  slot_ = UpstreamSlot::held;
+  connect_started_ms_ = now_ms();
   upstream_ = Stream::create(loop(), this, tag_upstream);
   ++handles_;
   sockaddr_storage ss;
@@ -80,7 +87,6 @@ void Session::on_connect(Stream& s, int status) {
     terminate("upstream-unreachable", kUpstreamDown);
     return;
   }
-  connected_ = true;
   tune_control_socket(*upstream_, false);
   upstream_->start();
   client_->resume(pause_not_ready);
@@ -89,7 +95,10 @@ void Session::on_connect(Stream& s, int status) {
 
 void Session::sync_client_pause() {
   if (closing_) return;
-  if (core_->client_paused()) client_->pause(pause_core_hold);
+  // While the core holds the client's commands, keep reading up to a small
+  // backlog so a client that hangs up is noticed; stop reading beyond it.
+  if (core_->client_paused() && core_->client_backlog() >= static_cast<std::size_t>(cfg().max_line))
+    client_->pause(pause_core_hold);
   else client_->resume(pause_core_hold);
   // Replies toward a client that does not read: stop reading the server.
   if (client_->above_high()) upstream_->pause(pause_peer_full);
@@ -103,6 +112,7 @@ void Session::on_data(Stream& s, const char* p, std::size_t n) {
     core_->on_client_bytes(std::string_view(p, n), now_us(), *this);
   } else {
     core_->on_server_bytes(std::string_view(p, n), now_us(), *this);
+    if (slot_ == UpstreamSlot::held && core_->greeted()) release_slot();
   }
   if (pending_close_ && !closing_) {
     terminate("login-failures", "421 Too many failed logins, closing control connection.\r\n");
@@ -140,7 +150,15 @@ void Session::on_eof(Stream& s) {
 }
 
 void Session::finish_if_done() {
-  if (client_eof_ && !closing_ && core_->pending_commands() == 0 && !has_deferred_) close_session("client-closed");
+  if (!client_eof_ || closing_) return;
+  if (core_->pending_commands() == 0 && !has_deferred_) {
+    close_session("client-closed");
+    return;
+  }
+  // A transfer that still needs the client's data connection can never finish
+  // once the client has hung up: end the session instead of waiting for it.
+  const bool data_made = data_ && (data_->connected() || data_->ended());
+  if (core_->transfer_pending() && !data_made) close_session("client-closed");
 }
 
 void Session::on_error(Stream& s, int err) {
@@ -183,10 +201,18 @@ void Session::terminate(std::string_view reason, std::string_view reply) {
   close_session(reason);
 }
 
+void Session::release_slot() {
+  if (slot_ != UpstreamSlot::queued && slot_ != UpstreamSlot::held) return;
+  const bool held = slot_ == UpstreamSlot::held;
+  slot_ = UpstreamSlot::done;
+  srv_.release_upstream(this, held);
+}
+
 void Session::close_session(std::string_view reason) {
   if (closing_) return;
   closing_ = true;
   closing_since_ms_ = now_ms();
+  release_slot();
   if (data_) data_->abort("session-closed");
   if (!logged_session_close_) {
     logged_session_close_ = true;
@@ -217,7 +243,9 @@ void Session::tick(std::uint64_t now) {
     }
     return;
   }
-  if (!connected_ && now - opened_ms_ > static_cast<std::uint64_t>(c.upstream_connect_timeout_ms)) {
+  // The server must accept and greet within the connect timeout (a
+  // connection whose handshake a full listen queue swallowed never does).
+  if (slot_ == UpstreamSlot::held && now - connect_started_ms_ > static_cast<std::uint64_t>(c.upstream_connect_timeout_ms)) {
     audit(event("timeout").str("timer", "upstream_connect"));
     terminate("upstream-connect-timeout", kUpstreamDown);
     return;

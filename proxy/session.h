@@ -78,6 +78,8 @@ class Session : public StreamHandler, public CoreSink {
   Session(Worker& srv, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer);
   ~Session() override;
   void start();
+  // Called by the worker when this session may connect upstream.
+  void connect_upstream();
   void tick(std::uint64_t now_ms);
   // Ends the session now with a 421 to the client (shutdown, limits).
   void terminate(std::string_view reason, std::string_view reply);
@@ -127,6 +129,7 @@ class Session : public StreamHandler, public CoreSink {
   void flush_deferred();
   void replace_data(DataChannel* d);
   void sync_client_pause();
+  void release_slot();
 
   Worker& srv_;
   std::shared_ptr<const Snapshot> snap_;
@@ -138,8 +141,10 @@ class Session : public StreamHandler, public CoreSink {
   DataChannel* data_ = nullptr;
   std::unique_ptr<SessionCore> core_;
   int handles_ = 0;
-  std::uint64_t opened_ms_ = 0, last_client_ms_ = 0, closing_since_ms_ = 0;
-  bool connected_ = false, closing_ = false, client_eof_ = false, logged_session_close_ = false;
+  std::uint64_t opened_ms_ = 0, last_client_ms_ = 0, closing_since_ms_ = 0, connect_started_ms_ = 0;
+  // The worker's limit on upstream connections waiting for their greeting.
+  enum class UpstreamSlot : std::uint8_t { none, queued, held, done } slot_ = UpstreamSlot::none;
+  bool closing_ = false, client_eof_ = false, logged_session_close_ = false;
 
   // The transfer in progress (from its 1xx to its completion reply)
   struct Transfer {
@@ -154,7 +159,7 @@ class Session : public StreamHandler, public CoreSink {
   } xfer_;
   std::string deferred_;  // completion reply waiting for the data to drain
   bool has_deferred_ = false;
-  bool pending_close_ = false;
+  bool pending_close_ = false;  // too many failed logins: 421 after this reply
 };
 
 }  // namespace ftpw

@@ -80,6 +80,12 @@ std::uint64_t SessionCore::waiting_since_us() const {
   return 0;
 }
 
+bool SessionCore::transfer_pending() const {
+  for (std::size_t i = 0; i < count_; ++i)
+    if (is_transfer(fifo_[(head_ + i) % fifo_.size()].verb)) return true;
+  return false;
+}
+
 void SessionCore::finding(CoreSink& sink, std::string_view rule, std::string_view msg, Severity sev, Side side,
                           const Command* cmd, FindingAction act, int code, std::uint64_t offset) {
   Finding f{rule, msg, sev, side, cmd ? cmd->verb : Verb::unknown, cmd ? cmd->verb_text : std::string_view{},

@@ -123,7 +123,11 @@ class SessionCore {
   void on_upstream_data(bool open) { upstream_data_open_ = open; }
   // The client closed its side: nothing more will come from it.
   bool client_paused() const { return paused_; }
+  // Client bytes received while paused, waiting to be judged.
+  std::size_t client_backlog() const { return client_backlog_.size(); }
   bool closed() const { return closed_; }
+  // The server's 220 greeting arrived.
+  bool greeted() const { return greeted_; }
   std::uint32_t state_bits() const { return state_; }
   bool logged_in() const { return (state_ & pbit(Predicate::logged_in)) != 0; }
   bool transfer_running() const { return (state_ & pbit(Predicate::transfer_running)) != 0; }
@@ -132,6 +136,8 @@ class SessionCore {
   // (now_us units as given), or 0 when none waits. A transfer waiting for its
   // completion after the 1xx does not count: data may move for hours.
   std::uint64_t waiting_since_us() const;
+  // A transfer command (RETR, STOR, LIST...) still waits for its completion.
+  bool transfer_pending() const;
   const RuleSet& rules() const { return *rules_; }
   const CoreSettings& settings() const { return settings_; }
   // End of input (linter): judge the client lines still waiting for replies.
