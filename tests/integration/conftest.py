@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -21,10 +23,21 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clients import Target  # noqa: E402
-from servers import (FTP_USER, Proxy, PyftpdServer, ScriptedServer, VsftpdServer,  # noqa: E402
+from servers import (FTP_PASSWORD, FTP_USER, Proxy, PyftpdServer, ScriptedServer, VsftpdServer,  # noqa: E402
                      find_proxy_binary, find_vsftpd, populate_tree, sha256_bytes, sha256_file)
 
 SERVER_KINDS = ["vsftpd", "pyftpdlib"]
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    # `timeout 600 pytest ...` sends SIGTERM: turn it into an interrupt so
+    # the fixtures' finalizers still stop the servers and proxies.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -38,7 +51,7 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(scope="session")
 def ftp_password() -> str:
     """A distinctive password, so a leak into any log is easy to spot."""
-    return "Pw" + secrets.token_hex(10)
+    return FTP_PASSWORD
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +133,8 @@ def make_proxy(request, proxy_bin):
         failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
         if crashed:
             problems.append(f"{p!r} died during the test (status {rc})")
-        elif rc not in (0, None):
+        elif rc not in (0, None) and not failed:
+            # (after a failed test a session may still be open: not news)
             problems.append(f"{p!r} exited with status {rc} on SIGTERM")
         if failed or crashed or rc not in (0, None):
             print(f"--- {p!r} argv: {' '.join(p.argv())}")

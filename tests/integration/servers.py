@@ -37,6 +37,9 @@ REPO = HERE.parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 FTP_USER = os.environ.get("FTPWARDEN_TEST_USER", "ftpwtest")
+# Fixed, so that concurrent runs sharing the system user agree on it, and
+# distinctive, so that a leak into any log is easy to spot.
+FTP_PASSWORD = os.environ.get("FTPWARDEN_TEST_PASSWORD", "ftpw-T3st-Pw-6c1f0a9e52")
 PAM_SERVICE = "ftpwarden-test"
 
 # ---------------------------------------------------------------------------
@@ -52,6 +55,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as the servers and the proxy bind their listeners: a port whose old
+        # connections linger in TIME_WAIT is still usable
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -65,6 +71,13 @@ def free_port_range(lo: int, hi: int, count: int = 50, tries: int = 50) -> tuple
         base = random.randint(lo, hi - count + 1)
         if all(port_is_free(p) for p in range(base, base + count)):
             return base, base + count - 1
+    # crowded: sweep the whole range once, restarting after each busy port
+    base = lo
+    while base + count - 1 <= hi:
+        busy = next((p for p in range(base, base + count) if not port_is_free(p)), None)
+        if busy is None:
+            return base, base + count - 1
+        base = busy + 1
     raise RuntimeError(f"no free block of {count} ports in {lo}-{hi}")
 
 
@@ -98,6 +111,61 @@ def wait_for_greeting(port: int, timeout: float = 10.0, host: str = "127.0.0.1",
             last = e
         time.sleep(0.05)
     raise RuntimeError(f"127.0.0.1:{port} gave no 220 greeting within {timeout}s (last: {last!r})")
+
+
+# ---------------------------------------------------------------------------
+# processes
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(d))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    children = _children_map()
+    out, stack = [], [pid]
+    while stack:
+        for c in children.get(stack.pop(), []):
+            out.append(c)
+            stack.append(c)
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL `pid` and all its descendants. Everything is stopped first
+    (top-down, repeated until no new process shows up) so nothing forks or
+    gets re-parented in between."""
+    stopped: list[int] = []
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return
+    stopped.append(pid)
+    for _ in range(5):
+        new = [c for c in descendants(pid) if c not in stopped]
+        if not new:
+            break
+        for c in new:
+            try:
+                os.kill(c, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+            stopped.append(c)
+    for c in reversed(stopped):
+        try:
+            os.kill(c, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 # ---------------------------------------------------------------------------
@@ -142,7 +210,7 @@ def populate_tree(root: Path, seed: int = 1) -> dict[str, str]:
 
 @dataclasses.dataclass
 class LogEntry:
-    session: str      # vsftpd: "pid N"; pyftpdlib: "ip:port" of the client
+    session: str      # vsftpd: "conn <pid>"; pyftpdlib: "ip:port" of the client
     direction: str    # "command" (server received) or "reply" (server sent)
     text: str         # the line, without CRLF
 
@@ -186,24 +254,24 @@ class FtpServer:
 
     # -- lifecycle
     def stop(self, timeout: float = 5.0) -> None:
+        """Stops the server and every process it forked. vsftpd puts each
+        session in a session of its own (setsid), so a process-group kill
+        would miss them: the tree is frozen with SIGSTOP, then killed."""
         p, self.proc = self.proc, None
         if p is None:
             return
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        if p.poll() is None and self.kind == "pyftpdlib":
             try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(timeout)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
-            try:
-                p.wait(wait)
-                # children of the group (vsftpd sessions) may outlive the leader
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        if p.poll() is None:
+            kill_tree(p.pid)
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -250,6 +318,19 @@ class FtpServer:
                 raise AssertionError(f"{self.kind} never received {verb}; it saw {self.verbs(since)}")
             time.sleep(0.05)
 
+    def session_entries(self, marker: str, since: int = 0, timeout: float = 3.0) -> list[LogEntry]:
+        """Every entry of the connection in which the command line `marker`
+        (exact text, e.g. a "HELP <random>") was received."""
+        end = time.monotonic() + timeout
+        while True:
+            entries = self.entries(since)
+            sess = next((e.session for e in entries if e.direction == "command" and e.text == marker), None)
+            if sess is not None:
+                return [e for e in entries if e.session == sess]
+            if time.monotonic() > end:
+                raise AssertionError(f"{self.kind} never received {marker!r}; it saw {self.verbs(since)}")
+            time.sleep(0.05)
+
     def path(self, rel: str) -> Path:
         return self.root / rel
 
@@ -268,18 +349,50 @@ def find_vsftpd() -> str | None:
     return None
 
 
-def ensure_system_user(user: str, password: str, home: Path) -> None:
-    """Creates (or re-homes) the local user vsftpd logs in, with a cheap hash."""
+USER_HOME = Path("/var/lib/ftpwarden-test")
+
+
+def _password_is(user: str, password: str) -> bool:
     try:
-        pwd.getpwnam(user)
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt
+        with open("/etc/shadow") as f:
+            for line in f:
+                name, stored = line.split(":")[:2]
+                if name == user:
+                    return stored not in ("", "!", "*") and crypt.crypt(password, stored) == stored
+    except (ImportError, OSError, ValueError):
+        pass
+    return False
+
+
+def ensure_system_user(user: str, password: str, home: Path = USER_HOME) -> None:
+    """Creates the local user vsftpd logs in (once; later runs, concurrent
+    ones included, find it as it is). Its home only has to exist: vsftpd
+    changes into it and then into local_root, the test tree."""
+    home.mkdir(mode=0o755, parents=True, exist_ok=True)
+    try:
+        pw = pwd.getpwnam(user)
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", str(home),
                         "--shell", "/usr/sbin/nologin", user], check=True)
-    subprocess.run(["usermod", "--home", str(home), user], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # SHA512 with 1000 rounds: logins cost the test nothing
-    subprocess.run(["chpasswd", "-c", "SHA512", "-s", "1000"], input=f"{user}:{password}\n",
-                   text=True, check=True)
+    else:
+        if not os.path.isdir(pw.pw_dir):
+            subprocess.run(["usermod", "--home", str(home), user], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if _password_is(user, password):
+        return
+    # SHA512 with 1000 rounds: logins cost the test nothing. Retried: a
+    # concurrent chpasswd holds the shadow lock for a moment.
+    for attempt in range(10):
+        r = subprocess.run(["chpasswd", "-c", "SHA512", "-s", "1000"], input=f"{user}:{password}\n",
+                           text=True, capture_output=True)
+        if r.returncode == 0:
+            return
+        time.sleep(0.2 * (attempt + 1))
+    raise RuntimeError(f"chpasswd failed: {r.stderr}")
 
 
 def ensure_pam_service(name: str = PAM_SERVICE) -> None:
@@ -328,7 +441,7 @@ xferlog_std_format=NO
 log_ftp_protocol=YES
 vsftpd_log_file={log}
 use_sendfile=YES
-ftpd_banner=ftpwarden test upstream (vsftpd)
+ftpd_banner=ftpwarden test upstream (vsftpd {tag})
 """
 
 
@@ -350,7 +463,7 @@ class VsftpdServer(FtpServer):
 
     def start(self, tries: int = 8) -> "VsftpdServer":
         ensure_pam_service()
-        ensure_system_user(self.user, self.password, self.root)
+        ensure_system_user(self.user, self.password)
         uid = pwd.getpwnam(self.user).pw_uid
         for dirpath, dirnames, filenames in os.walk(self.root):
             os.chown(dirpath, uid, -1)
@@ -359,10 +472,10 @@ class VsftpdServer(FtpServer):
         last = ""
         for _ in range(tries):
             self.port = free_port()
-            self.pasv_range = free_port_range(10000, 19999)
+            self.pasv_range = free_port_range(10000, 19999, count=1000)
             self.conf.write_text(VSFTPD_CONF.format(
                 port=self.port, root=self.root, pasv_lo=self.pasv_range[0], pasv_hi=self.pasv_range[1],
-                pam=PAM_SERVICE, empty=self.empty, log=self.log))
+                pam=PAM_SERVICE, empty=self.empty, log=self.log, tag=self.base.name))
             os.chown(self.conf, 0, 0)  # vsftpd refuses a config not owned by root
             self.conf.chmod(0o600)
             out = open(self.stdout_path, "ab")
@@ -370,9 +483,12 @@ class VsftpdServer(FtpServer):
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             out.close()
             try:
-                wait_for_greeting(self.port, timeout=5, proc=self.proc)
-                if self.alive():
+                greeting = wait_for_greeting(self.port, timeout=5, proc=self.proc)
+                # the banner names this instance: a greeting from whoever
+                # else took the port in the meantime does not count
+                if self.base.name in greeting and self.alive():
                     return self
+                last = f"port {self.port} taken by another server ({greeting})"
             except RuntimeError as e:
                 last = str(e)
             last += " / " + self.stdout_path.read_text(errors="replace")[-500:]

@@ -4,15 +4,13 @@ If these fail, the proxy tests mean nothing."""
 from __future__ import annotations
 
 import io
-import json
-import socket
-import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
 
+from checks import lftp_round_trip
 from clients import (CURL_MODES, RawClient, Target, curl_commands, curl_get, curl_list, curl_put,
                      ftplib_connect, ftplib_get, ftplib_nlst, ftplib_put, lftp, recv_all)
 from servers import Proxy, free_port_range, port_is_free, sha256_bytes, sha256_file
@@ -28,7 +26,7 @@ def test_servers_greet_and_hold_files(server):
     c.quit()
     assert set(server.files) >= {"small.txt", "blob.bin", "tree/a.txt", "tree/sub/deeper/d.bin"}
     assert (server.root / "blob.bin").stat().st_size == 1 << 20
-    assert server.pasv_range[1] - server.pasv_range[0] == 49
+    assert server.pasv_range[1] - server.pasv_range[0] >= 49
 
 
 def test_port_range_helper():
@@ -63,20 +61,7 @@ def test_curl_direct(server, mode, tmp_path, unique_name):
 
 @pytest.mark.parametrize("passive", [True, False], ids=["passive", "active"])
 def test_lftp_direct(server, passive, tmp_path, unique_name):
-    local = tmp_path / "got"
-    local.mkdir()
-    name = unique_name("lftp", ".bin")
-    up = tmp_path / name
-    up.write_bytes(bytes(range(256)) * 400)
-    lftp(server, f"lcd {local}; get small.txt; get blob.bin; mirror tree tree; "
-                 f"put -O upload {up}; mirror -R {local}/tree upload/{name}-tree", passive=passive)
-    assert sha256_file(local / "small.txt") == server.files["small.txt"]
-    assert sha256_file(local / "blob.bin") == server.files["blob.bin"]
-    for rel, digest in server.files.items():
-        if rel.startswith("tree/"):
-            assert sha256_file(local / rel) == digest, rel
-            assert sha256_file(server.root / "upload" / f"{name}-tree" / rel[5:]) == digest, rel
-    assert sha256_file(server.root / "upload" / name) == sha256_file(up)
+    lftp_round_trip(server, server, tmp_path, unique_name("lftp", ".bin"), bytes(range(256)) * 400, passive)
 
 
 @pytest.mark.parametrize("passive", [True, False], ids=["passive", "active"])

@@ -1,0 +1,182 @@
+"""Load and resource bounds, against vsftpd through ftpwarden:
+500 concurrent sessions byte-exact with fds back to baseline, slowloris
+connections that cannot delay a normal RETR, and stalled readers of a big
+file that cannot make the proxy's memory grow without bound."""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import io
+import os
+import resource
+import socket
+import threading
+import time
+
+import pytest
+
+from clients import Target, ftplib_connect
+from servers import free_port_range
+
+pytestmark = pytest.mark.load
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def proxy_fds(proxy) -> int:
+    return len(os.listdir(f"/proc/{proxy.proc.pid}/fd"))
+
+
+def proxy_rss_kib(proxy) -> int:
+    with open(f"/proc/{proxy.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_fds(proxy, baseline: int, timeout: float = 15.0) -> int:
+    end = time.monotonic() + timeout
+    n = proxy_fds(proxy)
+    while n > baseline and time.monotonic() < end:
+        time.sleep(0.1)
+        n = proxy_fds(proxy)
+    return n
+
+
+@pytest.fixture
+def load_proxy(vsftpd_server, make_proxy, tmp_path):
+    cfg = tmp_path / "load.toml"
+    cfg.write_text("[limits]\nmax_sessions_per_ip = 5000\nmax_sessions = 5000\n")
+    # 500 concurrent transfers need as many passive ports on each side
+    return make_proxy(vsftpd_server, mode="enforce", extra_args=["--config", str(cfg)],
+                      passive_ports=free_port_range(20000, 29999, count=1000))
+
+
+def file_on(server, name: str, size: int, sparse: bool = False) -> str:
+    p = server.root / name
+    if not p.exists() or p.stat().st_size != size:
+        if sparse:
+            with open(p, "wb") as f:
+                f.truncate(size)
+        else:
+            p.write_bytes(os.urandom(size))
+        os.chown(p, server_uid(server), -1)
+    return hashlib.sha256(p.read_bytes()).hexdigest() if not sparse else ""
+
+
+def server_uid(server) -> int:
+    import pwd
+    return pwd.getpwnam(server.user).pw_uid
+
+
+def healthy_retr(target: Target, path: str, sha: str) -> float:
+    """A normal session: login, RETR, QUIT; returns the seconds it took."""
+    t0 = time.monotonic()
+    buf = io.BytesIO()
+    with ftplib_connect(target, timeout=20) as ftp:
+        ftp.retrbinary(f"RETR {path}", buf.write)
+    took = time.monotonic() - t0
+    assert hashlib.sha256(buf.getvalue()).hexdigest() == sha
+    return took
+
+
+def test_500_concurrent_sessions(vsftpd_server, load_proxy):
+    raise_nofile()
+    sha = file_on(vsftpd_server, "load64k.bin", 64 * 1024)
+    target = Target.via(load_proxy, vsftpd_server)
+    time.sleep(0.3)
+    base_fds = proxy_fds(load_proxy)
+    base_rss = proxy_rss_kib(load_proxy)
+    n = 500
+    barrier = threading.Barrier(n, timeout=60)
+    peak = {"rss": 0}
+
+    def one(i: int) -> str:
+        buf = io.BytesIO()
+        with ftplib_connect(target, timeout=60) as ftp:
+            barrier.wait()  # all 500 logged in at once
+            if i == 0:
+                peak["rss"] = proxy_rss_kib(load_proxy)
+            lines = []
+            ftp.retrlines("LIST", lines.append)
+            assert any("load64k.bin" in l for l in lines)
+            ftp.retrbinary("RETR load64k.bin", buf.write)
+        return hashlib.sha256(buf.getvalue()).hexdigest()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(one, range(n)))
+    assert results == [sha] * n
+    after = wait_fds(load_proxy, base_fds)
+    assert after <= base_fds, f"proxy fds {after} after the load, {base_fds} before"
+    print(f"500 sessions: proxy RSS {base_rss} KiB idle, {peak['rss']} KiB with 500 logged in "
+          f"({(peak['rss'] - base_rss) / n:.1f} KiB/session), {proxy_rss_kib(load_proxy)} KiB after")
+
+
+def test_slowloris_cannot_delay_a_normal_session(vsftpd_server, load_proxy):
+    raise_nofile()
+    sha = file_on(vsftpd_server, "loris.bin", 1 << 20)
+    target = Target.via(load_proxy, vsftpd_server)
+    socks = []
+    for _ in range(200):
+        s = socket.create_connection((load_proxy.host, load_proxy.port), timeout=10)
+        s.setblocking(False)
+        socks.append(s)
+    stop = threading.Event()
+    msg = b"USER someone-who-never-finishes"
+
+    def trickle():
+        i = 0
+        while not stop.is_set() and i < len(msg):
+            for s in socks:
+                try:
+                    s.send(msg[i:i + 1])
+                except OSError:
+                    pass
+            i += 1
+            stop.wait(1.0)
+
+    t = threading.Thread(target=trickle)
+    t.start()
+    try:
+        time.sleep(1.5)
+        took = [healthy_retr(target, "loris.bin", sha) for _ in range(3)]
+        assert max(took) < 2.0, f"RETR took {took} s with 200 slow connections open"
+    finally:
+        stop.set()
+        t.join()
+        for s in socks:
+            s.close()
+
+
+def test_stalled_readers_keep_memory_bounded(vsftpd_server, load_proxy):
+    raise_nofile()
+    file_on(vsftpd_server, "big200.bin", 200 << 20, sparse=True)
+    sha = file_on(vsftpd_server, "healthy.bin", 1 << 20)
+    target = Target.via(load_proxy, vsftpd_server)
+    time.sleep(0.3)
+    base_fds = proxy_fds(load_proxy)
+    base_rss = proxy_rss_kib(load_proxy)
+    stalled = []
+    for _ in range(20):
+        ftp = ftplib_connect(target, timeout=30)
+        ftp.voidcmd("TYPE I")
+        data = ftp.transfercmd("RETR big200.bin")
+        data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        data.recv(1024)  # started, then never read again
+        stalled.append((ftp, data))
+    time.sleep(3)
+    grown_mib = (proxy_rss_kib(load_proxy) - base_rss) / 1024
+    took = healthy_retr(target, "healthy.bin", sha)
+    for ftp, data in stalled:
+        data.close()
+        ftp.close()
+    print(f"20 stalled readers of 200 MiB: proxy RSS grew {grown_mib:.1f} MiB; a healthy RETR took {took:.2f} s")
+    assert grown_mib < 64, f"proxy RSS grew {grown_mib:.1f} MiB"
+    assert took < 5
+    after = wait_fds(load_proxy, base_fds)
+    assert after <= base_fds, f"proxy fds {after} after, {base_fds} before"
