@@ -12,7 +12,7 @@ import pytest
 
 from checks import lftp_round_trip
 from clients import (CURL_MODES, RawClient, Target, curl_commands, curl_get, curl_list, curl_put,
-                     ftplib_connect, ftplib_get, ftplib_nlst, ftplib_put, lftp, recv_all)
+                     ftplib_connect, ftplib_get, ftplib_nlst, ftplib_put, recv_all)
 from servers import Proxy, free_port_range, port_is_free, sha256_bytes, sha256_file
 
 pytestmark = pytest.mark.harness
