@@ -9,6 +9,15 @@
 #include <ctime>
 
 namespace ftpw {
+namespace {
+
+struct Batch {
+  bool on = false;
+  std::string lines;  // complete lines, each ending in '\n'
+};
+thread_local Batch t_batch;
+
+}  // namespace
 
 std::string rfc3339_now() {
   using namespace std::chrono;
@@ -124,7 +133,26 @@ AuditLog::~AuditLog() {
 
 void AuditLog::write(const Event& e) const { write(const_cast<Event&>(e).finish()); }
 
-void AuditLog::write(std::string_view line) const { logger_->info("{}", line); }
+void AuditLog::write(std::string_view line) const {
+  if (!t_batch.on) {
+    logger_->info("{}", line);
+    return;
+  }
+  t_batch.lines.append(line);
+  t_batch.lines += '\n';
+  if (t_batch.lines.size() >= kBatchBytes) flush_batch();
+}
+
+void AuditLog::begin_batching() { t_batch.on = true; }
+
+void AuditLog::flush_batch() const {
+  std::string& b = t_batch.lines;
+  if (b.empty()) return;
+  // The pattern ends each record with its own newline.
+  logger_->info("{}", std::string_view(b.data(), b.size() - 1));
+  b.clear();
+  if (b.capacity() > 4 * kBatchBytes) b.shrink_to_fit();
+}
 
 void AuditLog::flush() const { logger_->flush(); }
 

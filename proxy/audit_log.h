@@ -39,6 +39,14 @@ class AuditLog {
   void write(const Event& e) const;
   void write(std::string_view line) const;
   void flush() const;
+  // Batching for event-loop threads: after begin_batching(), this thread's
+  // events gather in a thread-local buffer that flush_batch() hands to the
+  // logger as one record (the worker calls it every tick, and it happens by
+  // itself past kBatchBytes). One queue hand-off per tick instead of one per
+  // event keeps the logger thread from waking on every command of every session.
+  static void begin_batching();
+  void flush_batch() const;
+  static constexpr std::size_t kBatchBytes = 64 * 1024;
   std::uint64_t dropped() const;
 
  private:

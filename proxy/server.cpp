@@ -93,8 +93,10 @@ int Worker::listen(const NetAddr& addr, bool reuseport, std::string& error) {
 }
 
 void Worker::run() {
+  AuditLog::begin_batching();
   uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->tick(); }, kTickMs, kTickMs);
   uv_run(&loop_, UV_RUN_DEFAULT);
+  audit_.flush_batch();
 }
 
 void Worker::request_drain() {
@@ -205,6 +207,7 @@ void Worker::tick() {
     for (Session* s : v)
       if (sessions_.count(s)) s->tick(now);
   }
+  audit_.flush_batch();  // events reach the logger within a tick
 }
 
 void Worker::begin_drain() {
