@@ -521,6 +521,12 @@ void DataChannel::on_connect(Stream& s, int status) {
 void DataChannel::both_up() {
   if (!connected()) return;
   last_activity_ms = s_.now_ms();
+  // Announce the connection before relaying: the zero-copy relay may move
+  // everything and end the channel (data_close) from within its start, after
+  // which neither leg has a peer address any more.
+  auto c = client_->peer(), v = server_->peer();
+  announced_ = true;
+  s_.data_opened(*this, c ? *c : NetAddr{}, v ? *v : NetAddr{});
   uv_os_fd_t cfd, sfd;
   if (s_.cfg().zero_copy && SpliceRelay::supported() &&
       uv_fileno(reinterpret_cast<uv_handle_t*>(client_->tcp()), &cfd) == 0 &&
@@ -536,9 +542,6 @@ void DataChannel::both_up() {
   }
   client_->resume(pause_not_ready);
   server_->resume(pause_not_ready);
-  auto c = client_->peer(), v = server_->peer();
-  announced_ = true;
-  s_.data_opened(*this, c ? *c : NetAddr{}, v ? *v : NetAddr{});
 }
 
 void DataChannel::on_data(Stream& s, const char* p, std::size_t n) {

@@ -65,6 +65,9 @@ def main():
     LoggingHandler.authorizer = authorizer
     LoggingHandler.banner = "ftpwarden test upstream (pyftpdlib)"
     LoggingHandler.timeout = 120
+    # A legacy server: path bytes that are not UTF-8 (Latin-1 names) pass
+    # through unchanged instead of turning into U+FFFD.
+    LoggingHandler.unicode_errors = "surrogateescape"
     if args.passive_ports:
         lo, hi = (int(x) for x in args.passive_ports.split("-"))
         LoggingHandler.passive_ports = list(range(lo, hi + 1))
