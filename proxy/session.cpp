@@ -310,7 +310,7 @@ void Session::on_finding(const Finding& f) {
   e.str("rule", f.rule);
   e.str("verb", f.verb != Verb::unknown ? name_of(f.verb) : f.verb_text);
   e.str("action", f.action == FindingAction::rejected ? "rejected" : "logged");
-  if (f.action == FindingAction::rejected) e.num("reply_code", f.reply_code);
+  if (f.action == FindingAction::rejected && f.reply_code != 0) e.num("reply_code", f.reply_code);
   e.str("severity", name_of(f.severity)).str("message", f.message);
   audit(e);
   if (f.side == Side::client) ++srv_.counters().violations;

@@ -492,10 +492,16 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
     return;
   }
   if (count_ == 0) {
+    // SECURITY: a reply nobody asked for would be taken by the client as the
+    // answer to its next command (a file name carrying "\n226 ..." in a 257,
+    // say). Enforce mode drops it; 421 (closing) always passes.
+    const bool drop = r.code != 421 && settings_.mode == Mode::enforce && !settings_.observe;
     if (r.code != 421)
-      finding(sink, "reply-unsolicited", "reply without a pending command", Severity::warning, Side::server, nullptr,
-              FindingAction::logged, 0, reply_offset_);
-    forward_reply(r, nullptr, -1, sink, false);
+      finding(sink, "reply-unsolicited",
+              drop ? "reply without a pending command; not forwarded" : "reply without a pending command",
+              Severity::warning, Side::server, nullptr, drop ? FindingAction::rejected : FindingAction::logged, 0,
+              reply_offset_);
+    if (!drop) forward_reply(r, nullptr, -1, sink, false);
     return;
   }
   Pending& p = fifo_[head_];

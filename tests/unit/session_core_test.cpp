@@ -134,6 +134,18 @@ TEST(SessionCore, Reply125WithoutDataConnectionIsAServerFinding) {
   EXPECT_TRUE(has(r.rec.findings, "reply-125-without-data:logged"));
 }
 
+TEST(SessionCore, UnsolicitedReplyPassesInAudit) {
+  CoreRig r(Mode::audit);
+  r.login();
+  r.rec.to_client.clear();
+  r.server("226 out of nowhere");
+  EXPECT_TRUE(has(r.rec.findings, "reply-unsolicited:logged"));
+  EXPECT_EQ(r.rec.to_client, "226 out of nowhere\r\n");
+  r.rec.to_client.clear();
+  r.server("421 closing");  // never dropped, never a finding
+  EXPECT_EQ(r.rec.to_client, "421 closing\r\n");
+}
+
 TEST(SessionCore, ServerReplyTables) {
   CoreRig r(Mode::enforce);
   r.login();
@@ -142,8 +154,10 @@ TEST(SessionCore, ServerReplyTables) {
   r.rec.findings.clear();
   r.exchange("NOOP", "421 bye");  // universal
   EXPECT_TRUE(r.rec.findings.empty());
+  r.rec.to_client.clear();
   r.server("200 out of nowhere");
-  EXPECT_TRUE(has(r.rec.findings, "reply-unsolicited:logged"));
+  EXPECT_TRUE(has(r.rec.findings, "reply-unsolicited:rejected:0"));
+  EXPECT_EQ(r.rec.to_client, "");  // enforce: never reaches the client
   r.rec.findings.clear();
   CoreRig t(Mode::enforce);
   t.login();
