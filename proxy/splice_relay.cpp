@@ -46,7 +46,7 @@ bool SpliceRelay::start(uv_loop_t* loop, int fd_a, int fd_b, SpliceOwner* owner)
     ++open_handles_;
   }
   running_ = true;
-  pump();
+  pump(3);
   return true;
 }
 
@@ -59,26 +59,35 @@ void SpliceRelay::fail(const char* reason) {
 bool SpliceRelay::pump_dir(int d) {
   Dir& x = dir_[d];
   bool progress = false;
+  // A short splice means the source is drained (or the destination full) for
+  // now: the poll says when that changes, so the call that would only answer
+  // EAGAIN is not made (it costs as much as a useful one).
+  bool src_drained = false;
   for (;;) {
     bool moved = false;
-    if (!x.src_eof && x.in_pipe < pipe_cap_) {
-      const ssize_t n = splice(x.src, nullptr, x.pipe_w, nullptr, pipe_cap_ - x.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (!x.src_eof && !src_drained && x.in_pipe < pipe_cap_) {
+      const std::size_t want = pipe_cap_ - x.in_pipe;
+      const ssize_t n = splice(x.src, nullptr, x.pipe_w, nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         x.in_pipe += static_cast<std::size_t>(n);
+        src_drained = static_cast<std::size_t>(n) < want;
         moved = true;
       } else if (n == 0) {
         x.src_eof = true;
         moved = true;
-      } else if (errno != EAGAIN && errno != EINTR) {
+      } else if (errno == EAGAIN) {
+        src_drained = true;
+      } else if (errno != EINTR) {
         fail("splice-read-error");
         return false;
       }
     }
-    if (x.in_pipe > 0) {
-      const ssize_t m = splice(x.pipe_r, nullptr, x.dst, nullptr, x.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (x.in_pipe > 0 && !x.dst_blocked) {
+      const std::size_t have = x.in_pipe;
+      const ssize_t m = splice(x.pipe_r, nullptr, x.dst, nullptr, have, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (m > 0) {
         x.in_pipe -= static_cast<std::size_t>(m);
-        x.dst_blocked = false;
+        x.dst_blocked = static_cast<std::size_t>(m) < have;
         owner_->on_spliced(d, static_cast<std::size_t>(m));
         if (ended_) return false;
         moved = true;
@@ -105,10 +114,11 @@ bool SpliceRelay::pump_dir(int d) {
   return progress;
 }
 
-void SpliceRelay::pump() {
+void SpliceRelay::pump(int dirs) {
   if (in_pump_ || !running_) return;
   in_pump_ = true;
-  for (int d = 0; d < 2 && !ended_; ++d) pump_dir(d);
+  for (int d = 0; d < 2 && !ended_; ++d)
+    if (dirs & (1 << d)) pump_dir(d);
   in_pump_ = false;
   if (!ended_) update_polls();
 }
@@ -129,7 +139,7 @@ void SpliceRelay::update_polls() {
   }
 }
 
-void SpliceRelay::on_poll(uv_poll_t* h, int status, int) {
+void SpliceRelay::on_poll(uv_poll_t* h, int status, int events) {
   auto* p = static_cast<Poll*>(h->data);
   SpliceRelay* self = p->self;
   if (!self->running_ || self->ended_) return;
@@ -137,7 +147,15 @@ void SpliceRelay::on_poll(uv_poll_t* h, int status, int) {
     self->fail("poll-error");
     return;
   }
-  self->pump();
+  // Socket s is the source of direction s and the destination of the other.
+  const int s = p == &self->poll_[0] ? 0 : 1;
+  int dirs = 0;
+  if (events & (UV_READABLE | UV_DISCONNECT)) dirs |= 1 << s;
+  if (events & UV_WRITABLE) {
+    self->dir_[1 - s].dst_blocked = false;
+    dirs |= 1 << (1 - s);
+  }
+  self->pump(dirs);
 }
 
 void SpliceRelay::stop() {
@@ -167,7 +185,7 @@ void SpliceRelay::stop() {
 bool SpliceRelay::supported() { return false; }
 bool SpliceRelay::start(uv_loop_t*, int, int, SpliceOwner*) { return false; }
 void SpliceRelay::stop() {}
-void SpliceRelay::pump() {}
+void SpliceRelay::pump(int) {}
 bool SpliceRelay::pump_dir(int) { return false; }
 void SpliceRelay::update_polls() {}
 void SpliceRelay::fail(const char*) {}

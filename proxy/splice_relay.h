@@ -45,7 +45,7 @@ class SpliceRelay {
     int fd = -1;
     int events = -1;
   };
-  void pump();
+  void pump(int dirs);  // bit d: pump direction d
   bool pump_dir(int d);
   void update_polls();
   void fail(const char* reason);
