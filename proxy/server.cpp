@@ -185,6 +185,7 @@ void Worker::dispatch_connects() {
 }
 
 void Worker::session_gone(Session* s) {
+  audit_.flush_batch();  // a finished session's events are not held back
   sessions_.erase(s);
   admission_.release(s->peer());
   maybe_stop();

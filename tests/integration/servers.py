@@ -436,9 +436,9 @@ seccomp_sandbox=NO
 isolate=NO
 isolate_network=NO
 secure_chroot_dir={empty}
-xferlog_enable=YES
+xferlog_enable={logging}
 xferlog_std_format=NO
-log_ftp_protocol=YES
+log_ftp_protocol={logging}
 vsftpd_log_file={log}
 use_sendfile=YES
 ftpd_banner=ftpwarden test upstream (vsftpd {tag})
@@ -453,9 +453,12 @@ class VsftpdServer(FtpServer):
     _CONNECT = re.compile(r'\[pid (\d+)\] CONNECT: Client ')
     logs_password = False  # vsftpd logs "PASS <password>", never the password
 
-    def __init__(self, user: str, password: str, binary: str, base: Path | None = None):
+    def __init__(self, user: str, password: str, binary: str, base: Path | None = None,
+                 protocol_log: bool = True, pasv_ports: int = 1000):
         super().__init__(user, password, base)
         self.binary = binary
+        self.protocol_log = protocol_log  # off for benchmarks: logging costs the server time
+        self.pasv_ports = pasv_ports
         self.empty = self.base / "empty"
         self.empty.mkdir(exist_ok=True)
         self.empty.chmod(0o755)
@@ -472,10 +475,11 @@ class VsftpdServer(FtpServer):
         last = ""
         for _ in range(tries):
             self.port = free_port()
-            self.pasv_range = free_port_range(10000, 19999, count=1000)
+            self.pasv_range = free_port_range(10000, 19999, count=self.pasv_ports)
             self.conf.write_text(VSFTPD_CONF.format(
                 port=self.port, root=self.root, pasv_lo=self.pasv_range[0], pasv_hi=self.pasv_range[1],
-                pam=PAM_SERVICE, empty=self.empty, log=self.log, tag=self.base.name))
+                pam=PAM_SERVICE, empty=self.empty, log=self.log, tag=self.base.name,
+                logging="YES" if self.protocol_log else "NO"))
             os.chown(self.conf, 0, 0)  # vsftpd refuses a config not owned by root
             self.conf.chmod(0o600)
             out = open(self.stdout_path, "ab")
@@ -745,15 +749,19 @@ class Proxy:
         """Waits until every session seen has closed and returns the log
         (for "no such event" assertions, which need the whole log)."""
         end = time.monotonic() + timeout
+        last = None
         while True:
             ev = self.audit()
             opened = sum(1 for e in ev if e.get("event") == "session_open")
             closed = sum(1 for e in ev if e.get("event") == "session_close")
-            if opened and opened == closed:
+            # all closed, and no session's events still on their way (the
+            # proxy writes in batches): the same log twice, 0.3 s apart
+            if opened and opened == closed and ev == last:
                 return ev
             if time.monotonic() > end:
                 return ev
-            time.sleep(0.1)
+            last = ev if opened and opened == closed else None
+            time.sleep(0.3 if last is not None else 0.1)
 
 
 # ---------------------------------------------------------------------------
