@@ -9,6 +9,7 @@ namespace ftpw {
 namespace {
 
 constexpr std::string_view kUpstreamDown = "421 Service not available, the server cannot be reached.\r\n";
+constexpr std::string_view kCutShort = "426 Connection closed; transfer aborted.\r\n";
 constexpr std::uint64_t kCloseGraceMs = 5000;  // a closing session that cannot flush is cut
 
 std::uint64_t now_us() { return uv_hrtime() / 1000; }
@@ -261,8 +262,9 @@ void Session::tick(std::uint64_t now) {
     terminate("reply-timeout", "421 Service not available, the server does not answer.\r\n");
     return;
   }
-  const bool moving = data_ && data_->connected();
-  if (!moving && !xfer_.active && now - last_client_ms_ > static_cast<std::uint64_t>(c.idle_timeout_s) * 1000) {
+  // The idle period starts when a transfer ends, not at the command that began it.
+  if ((data_ && data_->connected()) || xfer_.active) last_client_ms_ = now;
+  else if (now - last_client_ms_ > static_cast<std::uint64_t>(c.idle_timeout_s) * 1000) {
     audit(event("timeout").str("timer", "idle"));
     terminate("idle-timeout", "421 Idle timeout, closing control connection.\r\n");
     return;
@@ -336,6 +338,13 @@ void Session::flush_deferred() {
   if (!has_deferred_) return;
   has_deferred_ = false;
   if (xfer_.active) {
+    if (xfer_.data_failed && xfer_.code >= 200 && xfer_.code < 300) {
+      // The server is done, but the data connection was cut (timeout, abort)
+      // before it delivered everything: never a 2xx for a cut-short transfer.
+      deferred_.assign(kCutShort);
+      xfer_.code = 426;
+      audit(event("reply").num("code", 426).str("text", reply_text(kCutShort)).str("source", "proxy"));
+    }
     const bool down = is_download(xfer_.verb);
     const std::uint64_t bytes = down ? xfer_.bytes_down : xfer_.bytes_up;
     Event e = event("transfer");
@@ -393,6 +402,7 @@ void Session::transfer_started(const TransferStart& t) {
   if (data_ && data_->ended()) {
     xfer_.bytes_down = data_->downloaded();
     xfer_.bytes_up = data_->uploaded();
+    xfer_.data_failed = !data_->delivered();
   }
 }
 
@@ -416,6 +426,7 @@ void Session::data_ended(const DataChannel& d, std::string_view reason, bool del
   core_->on_upstream_data(false);
   xfer_.bytes_down = d.downloaded();
   xfer_.bytes_up = d.uploaded();
+  xfer_.data_failed = !delivered;
   audit(event("data_close")
             .str("reason", reason)
             .boolean("complete", delivered)

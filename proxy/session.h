@@ -156,6 +156,7 @@ class Session : public StreamHandler, public CoreSink {
     std::uint64_t start_us = 0;
     std::uint64_t bytes_down = 0, bytes_up = 0;  // from a data channel that already ended
     bool data_ended = false;
+    bool data_failed = false;  // its data connection ended before delivering everything
   } xfer_;
   std::string deferred_;  // completion reply waiting for the data to drain
   bool has_deferred_ = false;
