@@ -42,7 +42,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -220,54 +219,57 @@ def t_noop(t: Target, ctx) -> dict:
 
 # ---------------------------------------------------------------- idle sessions (ftpwarden alone)
 
-class StubUpstream:
+def stub_upstream() -> None:
     """The least an FTP server needs to hold idle logged-in sessions: a greeting,
-    USER/PASS/NOOP/QUIT. Runs its own asyncio loop in a thread."""
+    USER/PASS/NOOP/QUIT. Runs as its own process (its own fd limit); prints
+    its port."""
+    async def serve(reader, writer):
+        writer.write(b"220 bench stub\r\n")
+        try:
+            while line := await reader.readline():
+                verb = line.split(b" ", 1)[0].strip().upper()
+                answer = {b"USER": b"331 ok", b"PASS": b"230 ok", b"NOOP": b"200 ok",
+                          b"QUIT": b"221 bye"}.get(verb, b"502 no")
+                writer.write(answer + b"\r\n")
+                if verb == b"QUIT":
+                    break
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
 
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.port = 0
-        threading.Thread(target=self._run, daemon=True).start()
-        self.ready.wait(10)
+    async def main():
+        srv = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=4096)
+        print(srv.sockets[0].getsockname()[1], flush=True)
+        await asyncio.Event().wait()
 
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-
-        async def serve(reader, writer):
-            writer.write(b"220 bench stub\r\n")
-            try:
-                while line := await reader.readline():
-                    verb = line.split(b" ", 1)[0].strip().upper()
-                    answer = {b"USER": b"331 ok", b"PASS": b"230 ok", b"NOOP": b"200 ok",
-                              b"QUIT": b"221 bye"}.get(verb, b"502 no")
-                    writer.write(answer + b"\r\n")
-                    if verb == b"QUIT":
-                        break
-            finally:
-                writer.close()
-
-        async def main():
-            srv = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=4096)
-            self.port = srv.sockets[0].getsockname()[1]
-            self.ready.set()
-            await asyncio.Event().wait()
-
-        self.loop.run_until_complete(main())
+    asyncio.run(main())
 
 
 def idle_sessions(binary: str, n: int, base: Path) -> dict:
-    stub = StubUpstream()
+    # The proxy needs two fds a session: the hard limit (which an unprivileged
+    # container cannot raise) may hold fewer sessions than asked for.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = "" if hard >= 2 * n + 64 else f" (asked for {n}; the fd hard limit {hard} allows no more)"
+    n = min(n, (hard - 64) // 2)
+    stub = subprocess.Popen([sys.executable, __file__, "--stub-upstream"], stdout=subprocess.PIPE, text=True)
+    stub_port = int(stub.stdout.readline())
     cfg = base / "idle.toml"
     cfg.write_text(f"[limits]\nmax_sessions = {n + 100}\nmax_sessions_per_ip = {n + 100}\n")
-    p = Proxy(binary, f"127.0.0.1:{stub.port}", mode="enforce", extra_args=["--config", str(cfg)],
+    p = Proxy(binary, f"127.0.0.1:{stub_port}", mode="enforce", extra_args=["--config", str(cfg)],
               passive_ports=free_port_range(20000, 29999)).start()
     try:
         t = Target("ftpwarden", p.host, p.port, "bench", "bench", p.proc.pid)
         time.sleep(0.5)
         before = rss_kib(p.proc.pid)
         t0 = time.perf_counter()
-        held = [Ctl(t, timeout=60).login(t) for _ in range(n)]
+        held = []
+        try:
+            while len(held) < n:
+                held.append(Ctl(t, timeout=60).login(t))
+        except (Failure, OSError) as e:
+            refused = [e for e in p.audit() if e.get("event") in ("session_refused", "timeout")][-3:]
+            raise Failure(f"idle session {len(held) + 1} of {n}: {e}; proxy: {p.stderr()[-500:]} {refused}")
         took = time.perf_counter() - t0
         time.sleep(1.0)
         for c in held[:: max(1, n // 20)]:  # the sessions answer
@@ -276,10 +278,12 @@ def idle_sessions(binary: str, n: int, base: Path) -> dict:
         for c in held:
             c.close()
         return {"sessions": n, "rss_before_kib": before, "rss_after_kib": after,
-                "kib_per_session": (after - before) / n, "login_s": took}
+                "kib_per_session": (after - before) / n, "login_s": took, "note": limit}
     finally:
         p.stop()
         p.cleanup()
+        stub.kill()
+        stub.wait()
 
 
 # ---------------------------------------------------------------- workers scaling
@@ -462,10 +466,10 @@ def main() -> int:
         cols = [c for c in cols if c[0] in tests]
         base_vals = {(c[0], c[1]): median_row(samples["direct"].get(c[0], []), c[1]) for c in cols}
         lines = [f"{os.cpu_count()} cores; upstream: {where}; medians of {a.rounds} interleaved round(s); "
-                 "(x) = ratio to direct in the same run", "",
-                 "| target | " + " | ".join(c[2] for c in cols) + " |",
-                 "|---" * (len(cols) + 1) + "|"]
-        for t in targets:
+                 "(x) = ratio to direct in the same run", ""]
+        if cols:
+            lines += ["| target | " + " | ".join(c[2] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for t in targets if cols else []:
             cells = []
             for test, key, _, _ in cols:
                 v = median_row(samples[t.name].get(test, []), key)
@@ -485,7 +489,8 @@ def main() -> int:
             i = extra["idle"]
             lines.append(f"- {i['sessions']} idle logged-in sessions held by one ftpwarden process: "
                          f"{i['kib_per_session']:.1f} KiB of proxy RSS each "
-                         f"({i['rss_before_kib'] // 1024} -> {i['rss_after_kib'] // 1024} MiB; logins took {i['login_s']:.1f} s)")
+                         f"({i['rss_before_kib'] // 1024} -> {i['rss_after_kib'] // 1024} MiB; logins took "
+                         f"{i['login_s']:.1f} s){i['note']}")
         if "workers" in extra:
             w = extra["workers"]
             lines.append(f"- two RETRs at once, aggregate MB/s: ftpwarden --workers 1: {fmt(w[1])}, "
@@ -510,4 +515,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--stub-upstream"]:
+        stub_upstream()
     sys.exit(main())
