@@ -110,6 +110,23 @@ def lftp(target, script: str, passive: bool = True, settings: str = "", check: b
     return r
 
 
+def tnftp(target, script: str, passive: bool = True, timeout: float = CLIENT_TIMEOUT) -> str:
+    """tnftp (NetBSD ftp) driven on its stdin: `open`, `user`, then the script's
+    lines. Returns what it printed; fails when a reply to one of the script's
+    commands was 4yz/5yz (tnftp's exit status says nothing of that)."""
+    t = _target(target)
+    lines = [f"open {t.host} {t.port}", f"user {t.user} {t.password}",
+             "passive on" if passive else "passive off", *script.splitlines(), "quit"]
+    r = subprocess.run(["tnftp", "-n", "-v"], input="\n".join(lines).encode() + b"\n",
+                       capture_output=True, timeout=timeout)
+    out = r.stdout.decode(errors="replace")
+    bad = [l for l in out.splitlines() if re.match(r"^[45]\d\d[ -]", l)]
+    if r.returncode != 0 or bad:
+        raise AssertionError(f"tnftp failed ({r.returncode}): {bad}\n{out[-2000:]}\n"
+                             f"{r.stderr.decode(errors='replace')[-1000:]}")
+    return out
+
+
 # ---------------------------------------------------------------------------
 # python ftplib (in-process)
 

@@ -8,7 +8,7 @@ import pytest
 
 from checks import active_addr, assert_no_violations, curl_replies, lftp_round_trip, pasv_port
 from clients import (CURL_MODES, Target, curl, curl_commands, curl_get, curl_list, curl_put, ftplib_get,
-                     ftplib_nlst, ftplib_put)
+                     ftplib_nlst, ftplib_put, tnftp)
 from servers import sha256_bytes, sha256_file
 
 MODES = ["audit", "enforce"]
@@ -98,6 +98,23 @@ def test_ftplib_get_put_nlst(server, make_proxy, mode, passive, unique_name):
     assert sha256_file(server.root / "upload" / name) == sha256_bytes(data)
     names = [n.rsplit("/", 1)[-1] for n in ftplib_nlst(via, "tree", passive)]
     assert sorted(names) == sorted(p.name for p in (server.root / "tree").iterdir())
+    assert_no_violations(proxy)
+
+
+@pytest.mark.parametrize("passive", [True, False], ids=["passive", "active"])
+def test_tnftp_get_put_ls(server, make_proxy, passive, tmp_path, unique_name):
+    """tnftp (NetBSD ftp): a listing, a download and an upload through the
+    proxy in enforce mode, byte-exact, and not one violation."""
+    proxy = make_proxy(server, mode="enforce")
+    name = unique_name("tnftp", ".bin")
+    up = tmp_path / name
+    up.write_bytes(bytes(range(256)) * 700)
+    got = tmp_path / "blob.bin"
+    out = tnftp(proxy_target(proxy, server),
+                f"binary\nls tree\nget blob.bin {got}\nput {up} upload/{name}", passive=passive)
+    assert "a.txt" in out
+    assert sha256_file(got) == server.files["blob.bin"]
+    assert sha256_file(server.root / "upload" / name) == sha256_file(up)
     assert_no_violations(proxy)
 
 
