@@ -134,7 +134,9 @@ def test_servers_answer_sequence_errors_themselves(server):
         assert recv_all(d) == (server.root / "small.txt").read_bytes()[5:]
         assert c.reply().code == 226
         c.send(b"NO\xff\xf1OP\r\n")                                # IAC NOP inside a line
-        assert c.reply().code == 500
+        # vsftpd: unknown command; pyftpdlib (surrogateescape, as a legacy
+        # server passes path bytes): "501 can't decode path"
+        assert c.reply().code == (500 if server.kind == "vsftpd" else 501)
         # RETR with no PASV/PORT: vsftpd refuses; pyftpdlib says 150 and queues
         # the file for the next data connection (ABOR does not unqueue it), so
         # this comes last
