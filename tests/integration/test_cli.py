@@ -1,11 +1,21 @@
-"""The command line: --version, check-config, lint, start-up line, SIGTERM."""
+"""The command line: --version, check-config, lint, start-up line, SIGTERM,
+SIGHUP reload, an IPv6 listen address."""
 from __future__ import annotations
 
+import ftplib
+import io
 import re
+import secrets
+import signal
+import socket
 import subprocess
 import time
 
-from clients import RawClient, Target, curl_get
+import pytest
+
+from checks import assert_no_violations
+from clients import RawClient, Target, curl_get, ftplib_get, ftplib_put
+from servers import Proxy, free_port_range, sha256_bytes, sha256_file
 
 
 def run(proxy_bin, *args, timeout=20):
@@ -96,3 +106,195 @@ def test_sigterm_after_sessions(server, make_proxy, tmp_path):
     # whatever was buffered is on disk after exit
     events = p.audit()
     assert [e["event"] for e in events].count("session_close") == 2
+
+
+# ---------------------------------------------------------------------------
+# SIGHUP reload
+
+
+class ConfigProxy(Proxy):
+    """ftpwarden started with `--config FILE` alone: every setting comes from
+    the file (flags would override the file on reload too)."""
+
+    def __init__(self, binary, upstream, cfg_path, **kw):
+        super().__init__(binary, upstream, **kw)
+        self.cfg_path = cfg_path
+
+    def config_text(self, mode: str, extra: str = "") -> str:
+        lo, hi = self.passive_ports
+        return (f'[listen]\naddress = "127.0.0.1:0"\n\n[upstream]\naddress = "{self.upstream_addr}"\n\n'
+                f'[data]\npassive_ports = "{lo}-{hi}"\n\n[policy]\nmode = "{mode}"\n{extra}\n'
+                f'[audit]\npath = "{self.audit_path}"\n')
+
+    def argv(self):
+        return [self.binary, "--config", str(self.cfg_path)]
+
+    def start(self, timeout: float = 10.0):
+        if self.passive_ports is None:
+            self.passive_ports = free_port_range(20000, 29999)
+        self.cfg_path.write_text(self.config_text(self.mode))
+        return super().start(timeout)
+
+    def wait_stderr(self, pattern: str, count: int = 1, timeout: float = 5.0) -> str:
+        end = time.monotonic() + timeout
+        while True:
+            found = re.findall(pattern, self.stderr())
+            if len(found) >= count:
+                return found[-1]
+            if time.monotonic() > end:
+                raise AssertionError(f"no {pattern!r} (x{count}) on stderr:\n{self.stderr()[-3000:]}")
+            time.sleep(0.05)
+
+
+def rnto_session_verbs(server, marker: str, since: int) -> list[str]:
+    return [e.verb for e in server.session_entries(marker, since=since) if e.direction == "command"]
+
+
+def open_marked(target) -> tuple[RawClient, str]:
+    marker = f"HELP m{secrets.token_hex(8)}"
+    c = RawClient.to(target)
+    c.cmd(marker)
+    c.login()
+    return c, marker
+
+
+def test_sighup_reload(server, proxy_bin, tmp_path, unique_name):
+    """audit -> SIGHUP with mode enforce: a new session is enforced (its RNTO
+    without RNFR is answered 503 by the proxy and never reaches the server),
+    the session opened before keeps audit mode (its RNTO reaches the server).
+    Then a broken file: refused with a log line, the proxy keeps the running
+    (enforce) configuration and new sessions still work."""
+    p = ConfigProxy(proxy_bin, server, tmp_path / "ftpwarden.toml", mode="audit", base=tmp_path / "proxy")
+    (tmp_path / "proxy").mkdir()
+    try:
+        p.start()
+        assert "(mode=audit)" in p.stderr()
+        via = Target.via(p, server)
+        mark = server.log_mark()
+        old, old_marker = open_marked(via)
+
+        p.cfg_path.write_text(p.config_text("enforce"))
+        p.proc.send_signal(signal.SIGHUP)
+        p.wait_stderr(r"configuration reloaded: mode=enforce")
+
+        new, new_marker = open_marked(via)
+        r = new.cmd("RNTO renamed-by-new.txt")
+        assert r.code == 503, r
+        assert new.cmd("NOOP").code == 200  # the session goes on
+        assert new.quit().code == 221
+
+        r_old = old.cmd("RNTO renamed-by-old.txt")
+        old_entries = server.session_entries(old_marker, since=mark)
+        assert [e.verb for e in old_entries if e.direction == "command"][-1] == "RNTO", old_entries
+        # the server's own answer, passed through unchanged
+        assert r_old.code == 503 and r_old.lines[-1] == server_last_reply(server, old_marker, mark), r_old
+        assert old.cmd("NOOP").code == 200
+        assert old.quit().code == 221
+
+        server.wait_for_command("QUIT", since=mark)
+        assert rnto_session_verbs(server, new_marker, mark) == ["HELP", "USER", "PASS", "NOOP", "QUIT"]
+        p.settle()
+        v = [(e["action"], e["session"]) for e in p.events("violation", rule="rnto-needs-rnfr")]
+        assert sorted(a for a, _ in v) == ["logged", "rejected"] and v[0][1] != v[1][1], v
+
+        # a broken configuration (it would switch back to audit) is refused
+        p.cfg_path.write_text(p.config_text("audit", extra="bogus_key = 1\n"))
+        p.proc.send_signal(signal.SIGHUP)
+        line = p.wait_stderr(r"reload refused[^\n]*")
+        assert "bogus_key" in line, line
+        time.sleep(0.2)
+        assert p.alive()
+        assert len(re.findall("configuration reloaded", p.stderr())) == 1
+
+        mark = server.log_mark()
+        third, third_marker = open_marked(via)
+        assert third.cmd("RNTO renamed-by-third.txt").code == 503  # still enforce
+        assert third.quit().code == 221
+        server.wait_for_command("QUIT", since=mark)
+        assert "RNTO" not in rnto_session_verbs(server, third_marker, mark)
+        name = unique_name("after-reload", ".bin")
+        data = secrets.token_bytes(100_000)
+        assert ftplib_put(via, f"upload/{name}", data).startswith("226")
+        assert sha256_bytes(ftplib_get(via, f"upload/{name}")) == sha256_bytes(data)
+        assert sha256_file(server.root / "upload" / name) == sha256_bytes(data)
+        assert p.terminate(timeout=5) == 0
+    except BaseException:
+        print(f"--- stderr:\n{p.stderr()[-4000:]}\n--- audit log:\n{p.audit_text()[-6000:]}")
+        raise
+    finally:
+        p.cleanup()
+
+
+def server_last_reply(server, marker: str, since: int, timeout: float = 3.0) -> str:
+    """The last complete reply line of the marked session, once it has one after its last command."""
+    end = time.monotonic() + timeout
+    while True:
+        entries = server.session_entries(marker, since=since)
+        if entries and entries[-1].direction == "reply" and re.match(r"\d{3} ", entries[-1].text):
+            return entries[-1].text
+        if time.monotonic() > end:
+            raise AssertionError(f"no reply after the last command: {entries}")
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------
+# IPv6 listen address
+
+
+def have_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class V6Proxy(Proxy):
+    def argv(self):
+        a = super().argv()
+        a[a.index("--listen") + 1] = "[::1]:0"
+        return a
+
+
+def test_listen_ipv6(server, proxy_bin, tmp_path):
+    """--listen [::1]:0: the start-up line shows [::1]:PORT; a client over ::1
+    (ftplib uses EPSV on IPv6) downloads blob.bin byte-exact from the IPv4
+    upstream, and the passive port it was given is the proxy's."""
+    if not have_ipv6_loopback():
+        pytest.skip("no IPv6 loopback (::1) on this machine")
+    p = V6Proxy(proxy_bin, server, mode="enforce", base=tmp_path / "proxy")
+    (tmp_path / "proxy").mkdir()
+    try:
+        p.start()
+        m = re.search(r"listening on \[::1\]:(\d+) -> ", p.stderr())
+        assert m and int(m.group(1)) == p.port != 0, p.stderr()
+        mark = server.log_mark()
+        ftp = ftplib.FTP()
+        ftp.connect("::1", p.port, timeout=15)
+        assert ftp.af == socket.AF_INET6
+        ftp.login(server.user, server.password)
+        resp = ftp.sendcmd("EPSV")
+        assert resp.startswith("229"), resp
+        port = int(re.search(r"\(\|\|\|(\d+)\|\)", resp).group(1))
+        assert p.passive_ports[0] <= port <= p.passive_ports[1], resp
+        buf = io.BytesIO()
+        ftp.retrbinary("RETR blob.bin", buf.write)  # EPSV again, as ftplib does on IPv6
+        assert sha256_bytes(buf.getvalue()) == server.files["blob.bin"]
+        ftp.quit()
+        # the server saw an IPv4 session from the proxy, with EPSV
+        server.wait_for_command("QUIT", since=mark)
+        assert "EPSV" in server.verbs(since=mark) and "RETR" in server.verbs(since=mark)
+        events = assert_no_violations(p)
+        opened = [e for e in events if e["event"] == "session_open"]
+        assert len(opened) == 1 and opened[0]["client"].startswith("[::1]:"), opened
+        t = [e for e in events if e["event"] == "transfer"]
+        assert [(e["verb"], e["bytes"]) for e in t] == [("RETR", 1 << 20)], t
+        assert p.terminate(timeout=5) == 0
+    except BaseException:
+        print(f"--- stderr:\n{p.stderr()[-4000:]}\n--- audit log:\n{p.audit_text()[-6000:]}")
+        raise
+    finally:
+        p.cleanup()
