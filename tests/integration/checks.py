@@ -2,10 +2,11 @@
 round trips checked byte for byte."""
 from __future__ import annotations
 
+import io
 import re
 
-from clients import lftp
-from servers import sha256_file
+from clients import RawClient, ftplib_connect, lftp, recv_all
+from servers import sha256_bytes, sha256_file
 
 COMMON_FIELDS = ("ts", "session", "client", "event")
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -100,3 +101,23 @@ def lftp_round_trip(target, server, tmp_path, name: str, payload: bytes, passive
             assert sha256_file(local / rel) == digest, rel
             assert sha256_file(server.root / "upload" / f"{name}-tree" / rel[5:]) == digest, rel
     assert sha256_file(server.root / "upload" / name) == sha256_file(up)
+
+
+def raw_retr(c: RawClient, path: str) -> bytes:
+    """RETR over an EPSV data connection on an open RawClient session (TYPE I)."""
+    assert c.cmd("TYPE I").code == 200
+    d = c.data_connect(epsv=True)
+    r = c.cmd(f"RETR {path}")
+    assert r.code in (125, 150), r
+    data = recv_all(d)
+    r = c.reply()
+    assert r.code == 226, r
+    return data
+
+
+def healthy_get(target, server, path: str = "blob.bin") -> None:
+    """A concurrent healthy session: login, RETR byte-exact, QUIT."""
+    buf = io.BytesIO()
+    with ftplib_connect(target, timeout=15) as ftp:
+        ftp.retrbinary(f"RETR {path}", buf.write)
+    assert sha256_bytes(buf.getvalue()) == server.files[path], "healthy session: RETR not byte-exact"

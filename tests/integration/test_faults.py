@@ -6,7 +6,6 @@ audit event that names what happened, and that the proxy lets go of every
 socket it no longer needs."""
 from __future__ import annotations
 
-import io
 import os
 import socket
 import struct
@@ -15,7 +14,8 @@ import time
 
 import pytest
 
-from clients import RawClient, Target, ftplib_connect, recv_all
+from checks import healthy_get, raw_retr
+from clients import RawClient, Target
 from servers import (FTP_PASSWORD, FTP_USER, HERE, SYSTEM_PYTHON, PyftpdServer, VsftpdServer, find_vsftpd,
                      free_port, kill_tree, populate_tree, sha256_bytes, sha256_file, wait_for_greeting)
 
@@ -57,24 +57,6 @@ def drain(sock: socket.socket, timeout: float = 5.0) -> int:
         pass
     sock.close()
     return n
-
-
-def raw_retr(c: RawClient, path: str) -> bytes:
-    assert c.cmd("TYPE I").code == 200
-    d = c.data_connect(epsv=True)
-    r = c.cmd(f"RETR {path}")
-    assert r.code in (125, 150), r
-    data = recv_all(d)
-    r = c.reply()
-    assert r.code == 226, r
-    return data
-
-
-def healthy_get(target: Target, server, path: str = "blob.bin") -> None:
-    buf = io.BytesIO()
-    with ftplib_connect(target, timeout=15) as ftp:
-        ftp.retrbinary(f"RETR {path}", buf.write)
-    assert sha256_bytes(buf.getvalue()) == server.files[path], "healthy session: RETR not byte-exact"
 
 
 def sparse_file(server, size: int) -> str:

@@ -7,7 +7,6 @@ files byte for byte."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import select
 import socket
@@ -17,7 +16,8 @@ import time
 
 import pytest
 
-from clients import RawClient, Target, ftplib_connect, recv_all
+from checks import healthy_get, raw_retr
+from clients import RawClient, Target
 from servers import Proxy, sha256_bytes
 
 
@@ -64,25 +64,6 @@ def refused(target: Target, source_ip: str = "127.0.0.1"):
         return c.greeting
     finally:
         c.close()
-
-
-def raw_retr(c: RawClient, path: str) -> bytes:
-    """RETR over an EPSV data connection on an open RawClient session (TYPE I)."""
-    assert c.cmd("TYPE I").code == 200
-    d = c.data_connect(epsv=True)
-    r = c.cmd(f"RETR {path}")
-    assert r.code in (125, 150), r
-    data = recv_all(d)
-    r = c.reply()
-    assert r.code == 226, r
-    return data
-
-
-def healthy_get(target: Target, server, path: str = "blob.bin") -> None:
-    buf = io.BytesIO()
-    with ftplib_connect(target, timeout=15) as ftp:
-        ftp.retrbinary(f"RETR {path}", buf.write)
-    assert sha256_bytes(buf.getvalue()) == server.files[path], "healthy session: RETR not byte-exact"
 
 
 def random_file(server, name: str, size: int) -> str:
