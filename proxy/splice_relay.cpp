@@ -24,11 +24,15 @@ bool SpliceRelay::start(uv_loop_t* loop, int fd_a, int fd_b, SpliceOwner* owner)
       if (fd >= 0) ::close(fd);
     return false;
   }
-  // A bigger pipe means fewer wake-ups; the kernel caps it (fs.pipe-max-size).
-  int cap = fcntl(pa[1], F_SETPIPE_SZ, 1 << 20);
-  if (cap <= 0) cap = fcntl(pa[1], F_GETPIPE_SZ);
-  fcntl(pb[1], F_SETPIPE_SZ, cap);
-  pipe_cap_ = static_cast<std::size_t>(cap > 0 ? cap : 65536);
+  // Pipes start at the kernel's default size; a direction that turns out to
+  // carry a bulk transfer gets a bigger one (grow()). The kernel charges pipe
+  // buffers to the user (fs.pipe-user-pages-soft, 64 MiB by default): two big
+  // pipes for every data connection, most of which move a few KiB one way,
+  // would exhaust it after a few dozen transfers.
+  for (int p : {pa[1], pb[1]}) {
+    const int cap = fcntl(p, F_GETPIPE_SZ);
+    (p == pa[1] ? dir_[0] : dir_[1]).cap = static_cast<std::size_t>(cap > 0 ? cap : 65536);
+  }
   dir_[0].src = a;
   dir_[0].dst = b;
   dir_[0].pipe_r = pa[0];
@@ -65,8 +69,8 @@ bool SpliceRelay::pump_dir(int d) {
   bool src_drained = false;
   for (;;) {
     bool moved = false;
-    if (!x.src_eof && !src_drained && x.in_pipe < pipe_cap_) {
-      const std::size_t want = pipe_cap_ - x.in_pipe;
+    if (!x.src_eof && !src_drained && x.in_pipe < x.cap) {
+      const std::size_t want = x.cap - x.in_pipe;
       const ssize_t n = splice(x.src, nullptr, x.pipe_w, nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         x.in_pipe += static_cast<std::size_t>(n);
@@ -88,6 +92,8 @@ bool SpliceRelay::pump_dir(int d) {
       if (m > 0) {
         x.in_pipe -= static_cast<std::size_t>(m);
         x.dst_blocked = static_cast<std::size_t>(m) < have;
+        x.moved += static_cast<std::size_t>(m);
+        if (!x.grown && x.moved >= kBulkBytes) grow(x);
         owner_->on_spliced(d, static_cast<std::size_t>(m));
         if (ended_) return false;
         moved = true;
@@ -114,6 +120,14 @@ bool SpliceRelay::pump_dir(int d) {
   return progress;
 }
 
+void SpliceRelay::grow(Dir& x) {
+  // A bigger pipe means fewer wake-ups. The kernel caps it (fs.pipe-max-size,
+  // the user's pipe pages); when it refuses, the default size still works.
+  x.grown = true;
+  const int cap = fcntl(x.pipe_w, F_SETPIPE_SZ, kBulkPipe);
+  if (cap > 0) x.cap = static_cast<std::size_t>(cap);
+}
+
 void SpliceRelay::pump(int dirs) {
   if (in_pump_ || !running_) return;
   in_pump_ = true;
@@ -129,7 +143,7 @@ void SpliceRelay::update_polls() {
     const Dir& out = dir_[s];
     const Dir& in = dir_[1 - s];
     int ev = 0;
-    if (!out.src_eof && out.in_pipe < pipe_cap_) ev |= UV_READABLE;
+    if (!out.src_eof && out.in_pipe < out.cap) ev |= UV_READABLE;
     if (in.in_pipe > 0 && in.dst_blocked) ev |= UV_WRITABLE;
     Poll& p = poll_[s];
     if (ev == p.events) continue;
@@ -186,6 +200,7 @@ bool SpliceRelay::supported() { return false; }
 bool SpliceRelay::start(uv_loop_t*, int, int, SpliceOwner*) { return false; }
 void SpliceRelay::stop() {}
 void SpliceRelay::pump(int) {}
+void SpliceRelay::grow(Dir&) {}
 bool SpliceRelay::pump_dir(int) { return false; }
 void SpliceRelay::update_polls() {}
 void SpliceRelay::fail(const char*) {}

@@ -37,8 +37,12 @@ class SpliceRelay {
     int src = -1, dst = -1;
     int pipe_r = -1, pipe_w = -1;
     std::size_t in_pipe = 0;
-    bool src_eof = false, shut = false, dst_blocked = false;
+    std::size_t cap = 0;    // the pipe's size
+    std::size_t moved = 0;  // bytes delivered
+    bool src_eof = false, shut = false, dst_blocked = false, grown = false;
   };
+  static constexpr std::size_t kBulkBytes = 1 << 20;  // past this, a direction is a bulk transfer
+  static constexpr int kBulkPipe = 1 << 20;           // and gets a pipe this big
   struct Poll {
     uv_poll_t h{};
     SpliceRelay* self = nullptr;
@@ -47,6 +51,7 @@ class SpliceRelay {
   };
   void pump(int dirs);  // bit d: pump direction d
   bool pump_dir(int d);
+  void grow(Dir& x);
   void update_polls();
   void fail(const char* reason);
   static void on_poll(uv_poll_t* h, int status, int events);
@@ -54,7 +59,6 @@ class SpliceRelay {
   SpliceOwner* owner_ = nullptr;
   Dir dir_[2];
   Poll poll_[2];  // 0: socket a, 1: socket b
-  std::size_t pipe_cap_ = 0;
   int open_handles_ = 0;
   bool running_ = false, ended_ = false, in_pump_ = false;
 };
