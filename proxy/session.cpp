@@ -14,8 +14,6 @@ constexpr std::uint64_t kCloseGraceMs = 5000;  // a closing session that cannot 
 
 std::uint64_t now_us() { return uv_hrtime() / 1000; }
 
-bool is_download(Verb v) { return v == Verb::RETR || v == Verb::LIST || v == Verb::NLST || v == Verb::MLSD; }
-
 void tune_control_socket(Stream& s, bool oob_inline) {
   uv_tcp_nodelay(s.tcp(), 1);
   uv_tcp_keepalive(s.tcp(), 1, 60);
@@ -345,7 +343,7 @@ void Session::flush_deferred() {
       xfer_.code = 426;
       audit(event("reply").num("code", 426).str("text", reply_text(kCutShort)).str("source", "proxy"));
     }
-    const bool down = is_download(xfer_.verb);
+    const bool down = xfer_.download;
     const std::uint64_t bytes = down ? xfer_.bytes_down : xfer_.bytes_up;
     Event e = event("transfer");
     e.str("verb", name_of(xfer_.verb))
@@ -398,6 +396,7 @@ void Session::transfer_started(const TransferStart& t) {
   xfer_.verb = t.verb;
   xfer_.path = std::string(t.path);
   xfer_.reused = t.reused;
+  xfer_.download = t.download;
   xfer_.start_us = now_us();
   if (data_ && data_->ended()) {
     xfer_.bytes_down = data_->downloaded();

@@ -1,7 +1,7 @@
 // One proxied FTP session: the client's control connection, the upstream's,
 // the protocol core between them, and at most one data channel at a time.
 // The session executes what the core decides; it holds no FTP knowledge of
-// its own beyond which transfer verbs move data which way.
+// its own.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -152,6 +152,7 @@ class Session : public StreamHandler, public CoreSink {
     Verb verb = Verb::unknown;
     std::string path;
     bool reused = false;
+    bool download = false;
     int code = 0;
     std::uint64_t start_us = 0;
     std::uint64_t bytes_down = 0, bytes_up = 0;  // from a data channel that already ended

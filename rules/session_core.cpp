@@ -529,7 +529,7 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
     if (is_transfer(p.verb) && first) {
       state_ |= pbit(Predicate::transfer_running);
       state_ &= ~(pbit(Predicate::data_ready) | pbit(Predicate::restart_pending));
-      sink.transfer_started({p.verb, transfer_path_, r.code == 125});
+      sink.transfer_started({p.verb, transfer_path_, r.code == 125, is_download(p.verb)});
     }
     forward_reply(r, &p, latency, sink, false);
     update_pause();

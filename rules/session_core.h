@@ -67,6 +67,7 @@ struct TransferStart {
   Verb verb;
   std::string_view path;
   bool reused;                 // the server answered 125
+  bool download;               // data flows server -> client
 };
 
 class CoreSink {

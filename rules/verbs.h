@@ -53,6 +53,9 @@ const VerbInfo& info(Verb v);
 inline std::string_view name_of(Verb v) { return info(v).name; }
 inline bool has_flag(Verb v, VerbFlag f) { return (info(v).flags & f) != 0; }
 inline bool is_transfer(Verb v) { return has_flag(v, vf_transfer); }
+// A transfer whose data flows from the server to the client (RETR, listings);
+// STOR, STOU and APPE flow the other way.
+inline bool is_download(Verb v) { return is_transfer(v) && v != Verb::STOR && v != Verb::STOU && v != Verb::APPE; }
 inline bool is_data_setup(Verb v) { return has_flag(v, vf_passive) || has_flag(v, vf_active); }
 
 // Case-insensitive; Verb::unknown for anything not in the table.

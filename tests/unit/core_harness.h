@@ -20,6 +20,7 @@ struct Recorder : CoreSink {
   NetAddr proxy_addr = *NetAddr::parse_host_port("192.0.2.10:50000");
   int transfers_started = 0, transfers_finished = 0, aborts = 0, closes = 0;
   bool last_reused = false;
+  bool last_download = false;
 
   void on_reply(const ReplyEvent& r) override {
     reply_codes.push_back(r.code);
@@ -44,6 +45,7 @@ struct Recorder : CoreSink {
   void transfer_started(const TransferStart& t) override {
     ++transfers_started;
     last_reused = t.reused;
+    last_download = t.download;
   }
   void transfer_finished(int) override { ++transfers_finished; }
   void abort_data() override { ++aborts; }

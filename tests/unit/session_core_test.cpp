@@ -104,6 +104,22 @@ TEST(SessionCore, ActiveRewrittenAndBounceRefused) {
   EXPECT_EQ(r.take_client().substr(0, 4), "501 ");
 }
 
+TEST(SessionCore, TransferDirection) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  const std::pair<const char*, bool> cases[] = {{"RETR f", true},  {"LIST", true},  {"NLST", true}, {"MLSD", true},
+                                                {"STOR f", false}, {"STOU", false}, {"APPE f", false}};
+  for (const auto& [cmd, download] : cases) {
+    r.client("EPSV");
+    r.server("229 (|||40001|)");
+    r.client(cmd);
+    r.server("150 go");
+    EXPECT_EQ(r.rec.last_download, download) << cmd;
+    r.server("226 done");
+  }
+  EXPECT_EQ(r.rec.transfers_started, 7);
+}
+
 TEST(SessionCore, Reply125AnnotatedAndCompletionAfterData) {
   CoreRig r(Mode::enforce);
   r.login();
