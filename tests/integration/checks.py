@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import socket
 
 from clients import RawClient, ftplib_connect, lftp, recv_all
 from servers import sha256_bytes, sha256_file
@@ -121,3 +122,17 @@ def healthy_get(target, server, path: str = "blob.bin") -> None:
     with ftplib_connect(target, timeout=15) as ftp:
         ftp.retrbinary(f"RETR {path}", buf.write)
     assert sha256_bytes(buf.getvalue()) == server.files[path], "healthy session: RETR not byte-exact"
+
+
+def open_retr(c: RawClient, name: str, rcvbuf: int) -> socket.socket:
+    """On a logged-in session: TYPE I, a passive data connection with a small
+    receive buffer (so the proxy's side fills up fast), then RETR (125/150).
+    Returns the data socket, not yet read."""
+    assert c.cmd("TYPE I").code == 200
+    port = c.epsv()
+    d = socket.socket()
+    d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    d.connect(("127.0.0.1", port))
+    r = c.cmd(f"RETR {name}")
+    assert r.code in (125, 150), r
+    return d

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from checks import healthy_get, raw_retr
+from checks import healthy_get, open_retr, raw_retr
 from clients import RawClient, Target
 from servers import (FTP_PASSWORD, FTP_USER, HERE, SYSTEM_PYTHON, PyftpdServer, VsftpdServer, find_vsftpd,
                      free_port, kill_tree, populate_tree, sha256_bytes, sha256_file, wait_for_greeting)
@@ -69,13 +69,7 @@ def sparse_file(server, size: int) -> str:
 def start_retr(c: RawClient, name: str, rcvbuf: int = 32768) -> socket.socket:
     """Logs in, opens a passive data connection (small receive buffer) and starts RETR."""
     c.login()
-    assert c.cmd("TYPE I").code == 200
-    port = c.epsv()
-    d = socket.socket()
-    d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    d.connect(("127.0.0.1", port))
-    r = c.cmd(f"RETR {name}")
-    assert r.code in (125, 150), r
+    d = open_retr(c, name, rcvbuf)
     got = 0
     while got < 256 * 1024:
         chunk = d.recv(65536)

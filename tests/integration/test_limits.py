@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from checks import healthy_get, raw_retr
+from checks import healthy_get, open_retr, raw_retr
 from clients import RawClient, Target
 from servers import Proxy, sha256_bytes
 
@@ -219,13 +219,8 @@ def test_idle_timer_never_fires_during_a_transfer(server, make_proxy, tmp_path):
     try:
         c = RawClient.to(via)
         c.login()
-        assert c.cmd("TYPE I").code == 200
-        port = c.epsv()
-        d = socket.socket()
-        d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
-        d.connect(("127.0.0.1", port))
         t0 = time.monotonic()
-        assert c.cmd(f"RETR {name}").code in (125, 150)
+        d = open_retr(c, name, 32768)
         h, got = hashlib.sha256(), 0
         while True:
             chunk = d.recv(65536)
@@ -324,12 +319,7 @@ def test_data_stall_timeout_download(server, make_proxy, tmp_path):
     try:
         c = RawClient.to(via)
         c.login()
-        assert c.cmd("TYPE I").code == 200
-        port = c.epsv()
-        d = socket.socket()
-        d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-        d.connect(("127.0.0.1", port))
-        assert c.cmd(f"RETR {name}").code in (125, 150)
+        d = open_retr(c, name, 16384)
         assert d.recv(4096)  # started, then never read again
         healthy_get(via, server)
         c.sock.settimeout(8)
@@ -516,12 +506,7 @@ def test_fd_exhaustion_refuses_new_sessions_cleanly(server, limited, tmp_path):
     try:
         a = RawClient.to(via)
         a.login()
-        assert a.cmd("TYPE I").code == 200
-        port = a.epsv()
-        d = socket.socket()
-        d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
-        d.connect(("127.0.0.1", port))
-        assert a.cmd(f"RETR {name}").code in (125, 150)
+        d = open_retr(a, name, 32768)
         h = hashlib.sha256()
         first = d.recv(65536)
         h.update(first)
