@@ -69,7 +69,7 @@ bool SpliceRelay::pump_dir(int d) {
   bool src_drained = false;
   for (;;) {
     bool moved = false;
-    if (!x.src_eof && !src_drained && x.in_pipe < x.cap) {
+    if (!x.src_eof && !src_drained && !x.pipe_full && x.in_pipe < x.cap) {
       const std::size_t want = x.cap - x.in_pipe;
       const ssize_t n = splice(x.src, nullptr, x.pipe_w, nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
@@ -81,6 +81,10 @@ bool SpliceRelay::pump_dir(int d) {
         moved = true;
       } else if (errno == EAGAIN) {
         src_drained = true;
+        // With bytes in the pipe, EAGAIN may mean the pipe is out of slots
+        // (small segments), not that the socket is empty: stop asking until
+        // the pipe drains, or a level-triggered poll would spin.
+        if (x.in_pipe > 0) x.pipe_full = true;
       } else if (errno != EINTR) {
         fail("splice-read-error");
         return false;
@@ -92,6 +96,7 @@ bool SpliceRelay::pump_dir(int d) {
       if (m > 0) {
         x.in_pipe -= static_cast<std::size_t>(m);
         x.dst_blocked = static_cast<std::size_t>(m) < have;
+        x.pipe_full = false;
         x.moved += static_cast<std::size_t>(m);
         if (!x.grown && x.moved >= kBulkBytes) grow(x);
         owner_->on_spliced(d, static_cast<std::size_t>(m));
@@ -143,7 +148,7 @@ void SpliceRelay::update_polls() {
     const Dir& out = dir_[s];
     const Dir& in = dir_[1 - s];
     int ev = 0;
-    if (!out.src_eof && out.in_pipe < out.cap) ev |= UV_READABLE;
+    if (!out.src_eof && !out.pipe_full && out.in_pipe < out.cap) ev |= UV_READABLE;
     if (in.in_pipe > 0 && in.dst_blocked) ev |= UV_WRITABLE;
     Poll& p = poll_[s];
     if (ev == p.events) continue;

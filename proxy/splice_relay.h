@@ -40,6 +40,7 @@ class SpliceRelay {
     std::size_t cap = 0;    // the pipe's size
     std::size_t moved = 0;  // bytes delivered
     bool src_eof = false, shut = false, dst_blocked = false, grown = false;
+    bool pipe_full = false;  // the pipe refused more (it fills by slots, not bytes)
   };
   static constexpr std::size_t kBulkBytes = 1 << 20;  // past this, a direction is a bulk transfer
   static constexpr int kBulkPipe = 1 << 20;           // and gets a pipe this big

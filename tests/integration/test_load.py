@@ -39,6 +39,12 @@ def proxy_rss_kib(proxy) -> int:
     return 0
 
 
+def proxy_cpu_s(proxy) -> float:
+    with open(f"/proc/{proxy.proc.pid}/stat") as f:
+        s = f.read()
+    return sum(int(x) for x in s[s.rindex(")") + 2:].split()[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_fds(proxy, baseline: int, timeout: float = 15.0) -> int:
     end = time.monotonic() + timeout
     n = proxy_fds(proxy)
@@ -169,14 +175,18 @@ def test_stalled_readers_keep_memory_bounded(vsftpd_server, load_proxy):
         data.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         data.recv(1024)  # started, then never read again
         stalled.append((ftp, data))
+    cpu0 = proxy_cpu_s(load_proxy)
     time.sleep(3)
+    stalled_cpu = proxy_cpu_s(load_proxy) - cpu0  # a relay that polls a full pipe would spin here
     grown_mib = (proxy_rss_kib(load_proxy) - base_rss) / 1024
     took = healthy_retr(target, "healthy.bin", sha)
     for ftp, data in stalled:
         data.close()
         ftp.close()
-    print(f"20 stalled readers of 200 MiB: proxy RSS grew {grown_mib:.1f} MiB; a healthy RETR took {took:.2f} s")
+    print(f"20 stalled readers of 200 MiB: proxy RSS grew {grown_mib:.1f} MiB, {stalled_cpu:.2f} s CPU in 3 s "
+          f"of stall; a healthy RETR took {took:.2f} s")
     assert grown_mib < 64, f"proxy RSS grew {grown_mib:.1f} MiB"
+    assert stalled_cpu < 0.5, f"the proxy used {stalled_cpu:.2f} s of CPU while every transfer was stalled"
     assert took < 5
     after = wait_fds(load_proxy, base_fds)
     assert after <= base_fds, f"proxy fds {after} after, {base_fds} before"
