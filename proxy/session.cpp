@@ -99,8 +99,12 @@ void Session::sync_client_pause() {
   if (core_->client_paused() && core_->client_backlog() >= static_cast<std::size_t>(cfg().max_line))
     client_->pause(pause_core_hold);
   else client_->resume(pause_core_hold);
-  // Replies toward a client that does not read: stop reading the server.
-  if (client_->above_high()) upstream_->pause(pause_peer_full);
+  // Replies toward a client that does not read: stop reading the server, and
+  // the client too (each line it sends may earn a reply from the proxy itself).
+  if (client_->above_high()) {
+    upstream_->pause(pause_peer_full);
+    client_->pause(pause_own_full);
+  }
   if (upstream_->above_high()) client_->pause(pause_peer_full);
 }
 
@@ -111,7 +115,9 @@ void Session::on_data(Stream& s, const char* p, std::size_t n) {
     core_->on_client_bytes(std::string_view(p, n), now_us(), *this);
   } else {
     core_->on_server_bytes(std::string_view(p, n), now_us(), *this);
-    if (slot_ == UpstreamSlot::held && core_->greeted()) release_slot();
+    // The server accepted and speaks (a 120 "ready in n minutes" counts): the
+    // slot is free for the next connection, the login timeout takes over.
+    if (slot_ == UpstreamSlot::held) release_slot();
   }
   if (pending_close_ && !closing_) {
     terminate("login-failures", "421 Too many failed logins, closing control connection.\r\n");
@@ -125,8 +131,12 @@ void Session::on_data(Stream& s, const char* p, std::size_t n) {
 
 void Session::on_drain(Stream& s) {
   if (closing_) return;
-  if (&s == client_) upstream_->resume(pause_peer_full);
-  else client_->resume(pause_peer_full);
+  if (&s == client_) {
+    upstream_->resume(pause_peer_full);
+    client_->resume(pause_own_full);
+  } else {
+    client_->resume(pause_peer_full);
+  }
 }
 
 void Session::on_eof(Stream& s) {
@@ -150,14 +160,18 @@ void Session::on_eof(Stream& s) {
 
 void Session::finish_if_done() {
   if (!client_eof_ || closing_) return;
-  if (core_->pending_commands() == 0 && !has_deferred_) {
+  // Done when every command it sent (a QUIT held until the greeting, say)
+  // has been answered.
+  if (core_->pending_commands() == 0 && !has_deferred_ && core_->client_backlog() == 0) {
     close_session("client-closed");
     return;
   }
-  // A transfer that still needs the client's data connection can never finish
-  // once the client has hung up: end the session instead of waiting for it.
-  const bool data_made = data_ && (data_->connected() || data_->ended());
-  if (core_->transfer_pending() && !data_made) close_session("client-closed");
+  // A transfer with no data connection and none coming (never set up, or the
+  // proxy gave up waiting for it) would wait for ever: the client has hung up
+  // and cannot set one up. A data connection still being waited for is given
+  // its time (a half-closed client may still connect; data.connect_timeout_s).
+  const bool waiting_for_data = data_ && !data_->ended();
+  if (core_->transfer_pending() && !last_data_.made && !waiting_for_data) close_session("client-closed");
 }
 
 void Session::on_error(Stream& s, int err) {
@@ -242,7 +256,7 @@ void Session::tick(std::uint64_t now) {
     }
     return;
   }
-  // The server must accept and greet within the connect timeout (a
+  // The server must accept and speak within the connect timeout (a
   // connection whose handshake a full listen queue swallowed never does).
   if (slot_ == UpstreamSlot::held && now - connect_started_ms_ > static_cast<std::uint64_t>(c.upstream_connect_timeout_ms)) {
     audit(event("timeout").str("timer", "upstream_connect"));
@@ -365,6 +379,7 @@ void Session::flush_deferred() {
 void Session::replace_data(DataChannel* d) {
   if (data_) data_->abort("replaced");
   data_ = d;
+  last_data_ = DataResult{};
 }
 
 std::optional<NetAddr> Session::open_passive(const NetAddr& upstream) {
@@ -398,10 +413,10 @@ void Session::transfer_started(const TransferStart& t) {
   xfer_.reused = t.reused;
   xfer_.download = t.download;
   xfer_.start_us = now_us();
-  if (data_ && data_->ended()) {
-    xfer_.bytes_down = data_->downloaded();
-    xfer_.bytes_up = data_->uploaded();
-    xfer_.data_failed = !data_->delivered();
+  if (last_data_.ended) {  // the data moved before the server's 1xx came
+    xfer_.bytes_down = last_data_.down;
+    xfer_.bytes_up = last_data_.up;
+    xfer_.data_failed = last_data_.cut;
   }
 }
 
@@ -417,21 +432,26 @@ void Session::close(std::string_view reason) {
 }
 
 void Session::data_opened(const DataChannel&, const NetAddr& client_side, const NetAddr& server_side) {
+  last_data_.made = true;
   core_->on_upstream_data(true);
   audit(event("data_open").str("client_side", client_side.to_string()).str("server_side", server_side.to_string()));
 }
 
 void Session::data_ended(const DataChannel& d, std::string_view reason, bool delivered) {
   core_->on_upstream_data(false);
-  xfer_.bytes_down = d.downloaded();
-  xfer_.bytes_up = d.uploaded();
-  xfer_.data_failed = !delivered;
+  last_data_.ended = true;
+  last_data_.down = xfer_.bytes_down = d.downloaded();
+  last_data_.up = xfer_.bytes_up = d.uploaded();
+  // Only a channel the proxy cut (timeout, ABOR) turns a 2xx into 426: a peer
+  // that resets a data connection after the last byte loses nothing.
+  last_data_.cut = xfer_.data_failed = d.cut();
   audit(event("data_close")
             .str("reason", reason)
             .boolean("complete", delivered)
             .num("bytes_down", static_cast<std::int64_t>(d.downloaded()))
             .num("bytes_up", static_cast<std::int64_t>(d.uploaded())));
   if (has_deferred_ && !closing_) flush_deferred();
+  else finish_if_done();
 }
 
 void Session::data_gone(DataChannel* d) {
@@ -585,7 +605,9 @@ void DataChannel::on_error(Stream&, int err) {
 }
 
 void DataChannel::abort(std::string_view reason) {
-  if (!ended_) end(reason, false);
+  if (ended_) return;
+  cut_ = true;
+  end(reason, false);
 }
 
 void DataChannel::on_spliced(int dir, std::size_t n) {

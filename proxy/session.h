@@ -30,6 +30,7 @@ class DataChannel : public StreamHandler, public ListenerHandler, public SpliceO
   std::optional<NetAddr> open(const NetAddr& bind_host, const std::optional<NetAddr>& announce);
   void abort(std::string_view reason);
   bool delivered() const { return delivered_; }
+  bool cut() const { return cut_; }  // the proxy ended it (timeout, ABOR, session end)
   bool connected() const { return client_ && server_ && client_->connected() && server_->connected(); }
   bool listening() const { return listener_ != nullptr; }
   std::uint64_t downloaded() const { return down_; }
@@ -69,7 +70,7 @@ class DataChannel : public StreamHandler, public ListenerHandler, public SpliceO
   int handles_ = 0;
   int port_ = -1;    // from the passive pool
   std::uint64_t down_ = 0, up_ = 0;
-  bool delivered_ = false, ended_ = false, announced_ = false;
+  bool delivered_ = false, ended_ = false, announced_ = false, cut_ = false;
   SpliceRelay splice_;
 };
 
@@ -156,9 +157,14 @@ class Session : public StreamHandler, public CoreSink {
     int code = 0;
     std::uint64_t start_us = 0;
     std::uint64_t bytes_down = 0, bytes_up = 0;  // from a data channel that already ended
-    bool data_ended = false;
-    bool data_failed = false;  // its data connection ended before delivering everything
+    bool data_failed = false;  // the proxy cut its data connection before it delivered everything
   } xfer_;
+  // The current data connection, kept after its channel is gone (a fast
+  // transfer can end before the server's 1xx is read).
+  struct DataResult {
+    bool made = false, ended = false, cut = false;
+    std::uint64_t down = 0, up = 0;
+  } last_data_;
   std::string deferred_;  // completion reply waiting for the data to drain
   bool has_deferred_ = false;
   bool pending_close_ = false;  // too many failed logins: 421 after this reply

@@ -172,18 +172,24 @@ def test_audit_log_is_valid_json_lines(server, audit_proxy, via_audit):
 
 
 @pytest.mark.parametrize("state", ["idle", "epsv-retr-unconnected"])
-def test_session_closes_when_client_disconnects(server, audit_proxy, via_audit, state):
+def test_session_closes_when_client_disconnects(server, make_proxy, tmp_path, state):
     """The client dropping its control connection ends the session (and the
-    upstream one) whatever the session was waiting for."""
-    c = RawClient.to(via_audit)
+    upstream one) whatever the session was waiting for: a data connection it
+    never made is waited for until data.connect_timeout_s, then given up."""
+    cfg = tmp_path / "ftpwarden.toml"
+    cfg.write_text("[data]\nconnect_timeout_s = 1\n")
+    proxy = make_proxy(server, mode="audit", extra_args=["--config", str(cfg)])
+    c = RawClient.to(Target.via(proxy, server))
     c.login()
     if state == "epsv-retr-unconnected":
         assert c.cmd("TYPE I").code == 200
         c.epsv()                        # never connected
         c.send(b"RETR blob.bin\r\n")   # the reply may never come: no data connection
     c.close()
-    e = audit_proxy.wait_event("session_close", timeout=5)
-    assert e["session"] == audit_proxy.wait_event("session_open")["session"]
+    e = proxy.wait_event("session_close", timeout=5)
+    assert e["session"] == proxy.wait_event("session_open")["session"]
+    if state == "epsv-retr-unconnected":
+        proxy.wait_event("timeout", timer="data_connect")
 
 
 def test_session_closes_when_client_leaves_a_queued_transfer(pyftpdlib_server, make_proxy):

@@ -356,6 +356,50 @@ def test_stor_ended_by_client_fin(server, make_proxy, tmp_path, zero_copy):
     assert c.quit().code == 221
 
 
+def test_commands_before_the_greeting_then_half_close(server, make_proxy, tmp_path):
+    """A script that sends its commands at once and half-closes before the
+    server has even greeted still gets every reply."""
+    proxy = make_proxy(server, extra_args=config_args(tmp_path))
+    s = socket.create_connection((proxy.host, proxy.port), timeout=5)
+    s.sendall(f"USER {server.user}\r\nPASS {server.password}\r\nNOOP\r\nQUIT\r\n".encode())
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while chunk := s.recv(4096):
+        data += chunk
+    s.close()
+    codes = [int(line[:3]) for line in data.split(b"\r\n") if line[:3].isdigit() and line[3:4] == b" "]
+    assert codes == [220, 331, 230, 200, 221], data
+
+
+def test_active_transfer_after_half_close(server, make_proxy, tmp_path):
+    """PORT and RETR sent together, then a half-close: the client can still
+    accept the data connection, so the transfer is carried out, every reply
+    arrives and then the session ends. (No QUIT in the batch: pyftpdlib
+    answers a QUIT during a transfer with 221 before the transfer's 226.)"""
+    proxy = make_proxy(server, extra_args=config_args(tmp_path))
+    c = RawClient.to(Target.via(proxy, server))
+    c.login()
+    assert c.cmd("TYPE I").code == 200
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    port = lst.getsockname()[1]
+    c.send(f"PORT 127,0,0,1,{port >> 8},{port & 255}\r\nRETR blob.bin\r\n".encode())
+    c.sock.shutdown(socket.SHUT_WR)
+    lst.settimeout(10)
+    d, _ = lst.accept()
+    lst.close()
+    data = b""
+    while chunk := d.recv(65536):
+        data += chunk
+    d.close()
+    assert sha256_bytes(data) == server.files["blob.bin"]
+    got = replies_until_close(c, 5.0)
+    assert [r.code for r in got] in ([200, 125, 226], [200, 150, 226]), [str(r) for r in got]
+    c.close()
+    assert proxy.wait_event("session_close")["reason"] == "client-closed"
+
+
 def test_quit_then_half_close_still_answered(server, make_proxy, tmp_path):
     proxy = make_proxy(server, extra_args=config_args(tmp_path))
     via = Target.via(proxy, server)
