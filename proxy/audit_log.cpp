@@ -111,12 +111,15 @@ const std::string& Event::finish() {
 }
 
 AuditLog::AuditLog(const std::string& path) {
-  if (!spdlog::thread_pool()) spdlog::init_thread_pool(65536, 1);
+  // Queue slots: a record is a worker's batch of up to kBatchBytes, so 1024
+  // of them bound the queue near 64 MiB when the disk falls behind.
+  if (!spdlog::thread_pool()) spdlog::init_thread_pool(1024, 1);
   spdlog::sink_ptr sink;
   if (path == "-") sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
   else sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
   // overrun_oldest: a full queue (disk far slower than the relay) drops the
-  // oldest queued events instead of blocking the event loop; dropped() counts them.
+  // oldest queued records instead of blocking the event loop; dropped() counts
+  // them (a record is one worker's batch of events).
   logger_ = std::make_shared<spdlog::async_logger>("audit", sink, spdlog::thread_pool(),
                                                    spdlog::async_overflow_policy::overrun_oldest);
   logger_->set_pattern("%v");

@@ -171,6 +171,7 @@ void Worker::release_upstream(Session* s, bool held) {
 
 void Worker::dispatch_connects() {
   if (dispatching_) return;  // a connect that fails at once releases from inside
+  if (draining_ && now_ms() >= drain_deadline_ms_) return;  // they are all being closed
   dispatching_ = true;
   const Config& c = snap_->cfg;
   const auto limit = static_cast<std::size_t>(std::max<std::int64_t>(

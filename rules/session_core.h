@@ -127,8 +127,6 @@ class SessionCore {
   // Client bytes received while paused, waiting to be judged.
   std::size_t client_backlog() const { return client_backlog_.size(); }
   bool closed() const { return closed_; }
-  // The server's 220 greeting arrived.
-  bool greeted() const { return greeted_; }
   std::uint32_t state_bits() const { return state_; }
   bool logged_in() const { return (state_ & pbit(Predicate::logged_in)) != 0; }
   bool transfer_running() const { return (state_ & pbit(Predicate::transfer_running)) != 0; }
