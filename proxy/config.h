@@ -19,7 +19,7 @@ struct Config {
   // [upstream]
   std::string upstream;
   std::int64_t upstream_connect_timeout_ms = 5000;
-  std::int64_t upstream_max_connecting = 16;  // connections waiting for their greeting
+  std::int64_t upstream_max_connecting = 16;  // connections waiting for the server's first reply
   // [data]
   std::string passive_ports = "50000-50999";
   std::string public_address;

@@ -76,10 +76,10 @@ class Worker : public ListenerHandler {
   std::string next_session_id();
   void session_gone(Session* s);
   bool login_failed(const NetAddr& ip) { return admission_.login_failed(ip, snap_->cfg, now_ms()); }
-  // Upstream connections still waiting for their greeting are limited to
-  // upstream.max_connecting (split between the workers): a legacy server's
-  // listen backlog is small. A session asks for a slot; it connects when it
-  // gets one and gives it back once greeted or gone.
+  // Upstream connections still waiting for the server's first reply are
+  // limited to upstream.max_connecting (split between the workers): a legacy
+  // server's listen backlog is small. A session asks for a slot; it connects
+  // when it gets one and gives it back once the server speaks or it is gone.
   void want_upstream(Session* s);
   void release_upstream(Session* s, bool held);
 

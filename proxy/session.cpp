@@ -350,7 +350,7 @@ void Session::flush_deferred() {
   if (!has_deferred_) return;
   has_deferred_ = false;
   if (xfer_.active) {
-    if (xfer_.data_failed && xfer_.code >= 200 && xfer_.code < 300) {
+    if (last_data_.cut && xfer_.code >= 200 && xfer_.code < 300) {
       // The server is done, but the data connection was cut (timeout, abort)
       // before it delivered everything: never a 2xx for a cut-short transfer.
       deferred_.assign(kCutShort);
@@ -358,7 +358,7 @@ void Session::flush_deferred() {
       audit(event("reply").num("code", 426).str("text", reply_text(kCutShort)).str("source", "proxy"));
     }
     const bool down = xfer_.download;
-    const std::uint64_t bytes = down ? xfer_.bytes_down : xfer_.bytes_up;
+    const std::uint64_t bytes = down ? last_data_.down : last_data_.up;
     Event e = event("transfer");
     e.str("verb", name_of(xfer_.verb))
         .str("path", xfer_.path)
@@ -370,6 +370,7 @@ void Session::flush_deferred() {
     audit(e);
     ++srv_.counters().transfers;
     xfer_ = Transfer{};
+    last_data_ = DataResult{};  // used up: the next transfer needs a data connection of its own
   }
   send_to_client(deferred_);
   deferred_.clear();
@@ -413,11 +414,6 @@ void Session::transfer_started(const TransferStart& t) {
   xfer_.reused = t.reused;
   xfer_.download = t.download;
   xfer_.start_us = now_us();
-  if (last_data_.ended) {  // the data moved before the server's 1xx came
-    xfer_.bytes_down = last_data_.down;
-    xfer_.bytes_up = last_data_.up;
-    xfer_.data_failed = last_data_.cut;
-  }
 }
 
 void Session::transfer_finished(int code) { xfer_.code = code; }
@@ -440,11 +436,11 @@ void Session::data_opened(const DataChannel&, const NetAddr& client_side, const 
 void Session::data_ended(const DataChannel& d, std::string_view reason, bool delivered) {
   core_->on_upstream_data(false);
   last_data_.ended = true;
-  last_data_.down = xfer_.bytes_down = d.downloaded();
-  last_data_.up = xfer_.bytes_up = d.uploaded();
+  last_data_.down = d.downloaded();
+  last_data_.up = d.uploaded();
   // Only a channel the proxy cut (timeout, ABOR) turns a 2xx into 426: a peer
   // that resets a data connection after the last byte loses nothing.
-  last_data_.cut = xfer_.data_failed = d.cut();
+  last_data_.cut = d.cut();
   audit(event("data_close")
             .str("reason", reason)
             .boolean("complete", delivered)
@@ -626,7 +622,6 @@ void DataChannel::on_splice_handle_closed() {
 
 void DataChannel::end(std::string_view reason, bool delivered) {
   ended_ = true;
-  delivered_ = delivered;
   splice_.stop();
   if (listener_) {
     listener_->close();

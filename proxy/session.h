@@ -29,7 +29,6 @@ class DataChannel : public StreamHandler, public ListenerHandler, public SpliceO
   // Binds the listener; returns the address to announce, or nullopt.
   std::optional<NetAddr> open(const NetAddr& bind_host, const std::optional<NetAddr>& announce);
   void abort(std::string_view reason);
-  bool delivered() const { return delivered_; }
   bool cut() const { return cut_; }  // the proxy ended it (timeout, ABOR, session end)
   bool connected() const { return client_ && server_ && client_->connected() && server_->connected(); }
   bool listening() const { return listener_ != nullptr; }
@@ -70,7 +69,7 @@ class DataChannel : public StreamHandler, public ListenerHandler, public SpliceO
   int handles_ = 0;
   int port_ = -1;    // from the passive pool
   std::uint64_t down_ = 0, up_ = 0;
-  bool delivered_ = false, ended_ = false, announced_ = false, cut_ = false;
+  bool ended_ = false, announced_ = false, cut_ = false;
   SpliceRelay splice_;
 };
 
@@ -143,7 +142,7 @@ class Session : public StreamHandler, public CoreSink {
   std::unique_ptr<SessionCore> core_;
   int handles_ = 0;
   std::uint64_t opened_ms_ = 0, last_client_ms_ = 0, closing_since_ms_ = 0, connect_started_ms_ = 0;
-  // The worker's limit on upstream connections waiting for their greeting.
+  // The worker's limit on upstream connections waiting for the server's first reply.
   enum class UpstreamSlot : std::uint8_t { none, queued, held, done } slot_ = UpstreamSlot::none;
   bool closing_ = false, client_eof_ = false, logged_session_close_ = false;
 
@@ -156,11 +155,10 @@ class Session : public StreamHandler, public CoreSink {
     bool download = false;
     int code = 0;
     std::uint64_t start_us = 0;
-    std::uint64_t bytes_down = 0, bytes_up = 0;  // from a data channel that already ended
-    bool data_failed = false;  // the proxy cut its data connection before it delivered everything
   } xfer_;
-  // The current data connection, kept after its channel is gone (a fast
-  // transfer can end before the server's 1xx is read).
+  // The current data connection's result, kept after its channel is gone (a
+  // fast transfer can end before the server's 1xx is read): the transfer's
+  // byte counts, and whether the proxy cut it (a 2xx then becomes 426).
   struct DataResult {
     bool made = false, ended = false, cut = false;
     std::uint64_t down = 0, up = 0;
