@@ -2,6 +2,7 @@
 SIGHUP reload, an IPv6 listen address."""
 from __future__ import annotations
 
+import contextlib
 import ftplib
 import io
 import re
@@ -158,6 +159,19 @@ def open_marked(target) -> tuple[RawClient, str]:
     return c, marker
 
 
+@contextlib.contextmanager
+def started(p: Proxy):
+    """A proxy started by hand (these tests need their own command line): its
+    stderr and audit log are printed when the test fails; cleaned up after."""
+    try:
+        yield p.start()
+    except BaseException:
+        print(f"--- stderr:\n{p.stderr()[-4000:]}\n--- audit log:\n{p.audit_text()[-6000:]}")
+        raise
+    finally:
+        p.cleanup()
+
+
 def test_sighup_reload(server, proxy_bin, tmp_path, unique_name):
     """audit -> SIGHUP with mode enforce: a new session is enforced (its RNTO
     without RNFR is answered 503 by the proxy and never reaches the server),
@@ -166,8 +180,7 @@ def test_sighup_reload(server, proxy_bin, tmp_path, unique_name):
     (enforce) configuration and new sessions still work."""
     p = ConfigProxy(proxy_bin, server, tmp_path / "ftpwarden.toml", mode="audit", base=tmp_path / "proxy")
     (tmp_path / "proxy").mkdir()
-    try:
-        p.start()
+    with started(p):
         assert "(mode=audit)" in p.stderr()
         via = Target.via(p, server)
         mark = server.log_mark()
@@ -218,11 +231,6 @@ def test_sighup_reload(server, proxy_bin, tmp_path, unique_name):
         assert sha256_bytes(ftplib_get(via, f"upload/{name}")) == sha256_bytes(data)
         assert sha256_file(server.root / "upload" / name) == sha256_bytes(data)
         assert p.terminate(timeout=5) == 0
-    except BaseException:
-        print(f"--- stderr:\n{p.stderr()[-4000:]}\n--- audit log:\n{p.audit_text()[-6000:]}")
-        raise
-    finally:
-        p.cleanup()
 
 
 def server_last_reply(server, marker: str, since: int, timeout: float = 3.0) -> str:
@@ -267,8 +275,7 @@ def test_listen_ipv6(server, proxy_bin, tmp_path):
         pytest.skip("no IPv6 loopback (::1) on this machine")
     p = V6Proxy(proxy_bin, server, mode="enforce", base=tmp_path / "proxy")
     (tmp_path / "proxy").mkdir()
-    try:
-        p.start()
+    with started(p):
         m = re.search(r"listening on \[::1\]:(\d+) -> ", p.stderr())
         assert m and int(m.group(1)) == p.port != 0, p.stderr()
         mark = server.log_mark()
@@ -293,8 +300,3 @@ def test_listen_ipv6(server, proxy_bin, tmp_path):
         t = [e for e in events if e["event"] == "transfer"]
         assert [(e["verb"], e["bytes"]) for e in t] == [("RETR", 1 << 20)], t
         assert p.terminate(timeout=5) == 0
-    except BaseException:
-        print(f"--- stderr:\n{p.stderr()[-4000:]}\n--- audit log:\n{p.audit_text()[-6000:]}")
-        raise
-    finally:
-        p.cleanup()
