@@ -49,6 +49,7 @@ const Key kKeys[] = {
     {"audit", "path", &Config::audit_path},
     {"log", "level", &Config::log_level},
     {"server", "workers", &Config::workers},
+    {"server", "busy_poll_us", &Config::busy_poll_us},
 };
 
 std::string pos(const std::string& file, const toml::source_region& r) {
@@ -212,6 +213,8 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
   positive(cfg.workers, "server.workers", 0);
   if (cfg.workers == 0) cfg.workers = std::max<std::int64_t>(1, std::thread::hardware_concurrency());
   if (cfg.workers > 256) err("server.workers", "workers must be at most 256");
+  positive(cfg.busy_poll_us, "server.busy_poll_us", 0);
+  if (cfg.busy_poll_us > 10000) err("server.busy_poll_us", "busy_poll_us must be at most 10000");
   if (cfg.audit_path.empty()) err("audit.path", "audit path must be a file or '-'");
   return errors.size() == before;
 }

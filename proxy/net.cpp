@@ -39,6 +39,7 @@ int Stream::connect(const sockaddr* addr) {
   int rc = uv_tcp_connect(req, &tcp_, addr, [](uv_connect_t* r, int status) {
     auto* self = static_cast<Stream*>(r->data);
     delete r;
+    ++t_loop_activity;
     if (status == 0 && !self->closing_) self->connected_ = true;
     if (status != UV_ECANCELED) self->handler_->on_connect(*self, status);
   });
@@ -80,6 +81,7 @@ void Stream::on_alloc(uv_handle_t*, std::size_t, uv_buf_t* buf) {
 
 void Stream::on_read(uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
   auto* self = static_cast<Stream*>(st->data);
+  ++t_loop_activity;
   if (n > 0) {
     self->bytes_in += static_cast<std::uint64_t>(n);
     self->handler_->on_data(*self, buf->base, static_cast<std::size_t>(n));
@@ -207,6 +209,7 @@ int Listener::listen(const NetAddr& addr, int backlog, bool reuseport) {
   if (rc != 0) return rc;
   return uv_listen(reinterpret_cast<uv_stream_t*>(&tcp_), backlog, [](uv_stream_t* s, int status) {
     auto* self = static_cast<Listener*>(s->data);
+    ++t_loop_activity;
     if (status == 0 && !self->closing_) self->handler_->on_connection(*self);
   });
 }

@@ -15,6 +15,10 @@ namespace ftpw {
 
 class Stream;
 
+// Bumped by every read a Stream hands on: the worker's loop spins briefly after
+// activity instead of sleeping (see Worker::run).
+inline thread_local std::uint64_t t_loop_activity = 0;
+
 // Callbacks of a Stream. Every callback runs from the event loop, never from
 // inside a Stream method the owner called.
 class StreamHandler {

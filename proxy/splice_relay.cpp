@@ -1,5 +1,7 @@
 #include "splice_relay.h"
 
+#include "net.h"
+
 #ifdef __linux__
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -161,6 +163,7 @@ void SpliceRelay::update_polls() {
 void SpliceRelay::on_poll(uv_poll_t* h, int status, int events) {
   auto* p = static_cast<Poll*>(h->data);
   SpliceRelay* self = p->self;
+  ++t_loop_activity;
   if (!self->running_ || self->ended_) return;
   if (status < 0) {
     self->fail("poll-error");

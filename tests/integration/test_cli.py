@@ -47,6 +47,16 @@ def test_check_config_bad_value_position(proxy_bin, tmp_path):
     assert re.search(re.escape(str(cfg)) + r":5:\d+", r.stdout + r.stderr), r
 
 
+def test_check_config_busy_poll_range(proxy_bin, tmp_path):
+    cfg = tmp_path / "busy.toml"
+    cfg.write_text('[upstream]\naddress = "127.0.0.1:21"\n\n[server]\nbusy_poll_us = 20000\n')
+    r = run(proxy_bin, "check-config", str(cfg))
+    assert r.returncode == 1, r
+    assert re.search(re.escape(str(cfg)) + r":5:\d+: .*busy_poll_us must be at most 10000", r.stdout + r.stderr), r
+    cfg.write_text('[upstream]\naddress = "127.0.0.1:21"\n\n[server]\nbusy_poll_us = 0\n')
+    assert run(proxy_bin, "check-config", str(cfg)).returncode == 0
+
+
 def test_check_config_valid(proxy_bin, tmp_path):
     cfg = tmp_path / "good.toml"
     cfg.write_text('[listen]\naddress = "127.0.0.1:2121"\n\n[upstream]\naddress = "127.0.0.1:21"\n\n'

@@ -190,3 +190,30 @@ def test_stalled_readers_keep_memory_bounded(vsftpd_server, load_proxy):
     assert took < 5
     after = wait_fds(load_proxy, base_fds)
     assert after <= base_fds, f"proxy fds {after} after, {base_fds} before"
+
+
+def test_busy_polling_stops_when_sessions_go_quiet(vsftpd_server, make_proxy):
+    """The default busy polling keeps a worker awake only briefly after
+    activity: idle sessions and sparse commands cost next to no CPU."""
+    proxy = make_proxy(vsftpd_server, mode="enforce")
+    target = Target.via(proxy, vsftpd_server)
+    sessions = [ftplib_connect(target, timeout=10) for _ in range(20)]
+    for ftp in sessions:
+        ftp.voidcmd("NOOP")
+    time.sleep(0.5)
+    cpu0 = proxy_cpu_s(proxy)
+    time.sleep(3)
+    idle_cpu = proxy_cpu_s(proxy) - cpu0
+    cpu0 = proxy_cpu_s(proxy)
+    end = time.monotonic() + 3
+    n = 0
+    while time.monotonic() < end:
+        sessions[n % len(sessions)].voidcmd("NOOP")
+        n += 1
+        time.sleep(0.05)
+    sparse_cpu = proxy_cpu_s(proxy) - cpu0
+    for ftp in sessions:
+        ftp.quit()
+    print(f"20 idle sessions: {idle_cpu:.3f} s CPU in 3 s; {n} NOOPs 50 ms apart: {sparse_cpu:.3f} s CPU in 3 s")
+    assert idle_cpu < 0.1, f"the proxy used {idle_cpu:.2f} s of CPU in 3 s with every session idle"
+    assert sparse_cpu < 0.5, f"the proxy used {sparse_cpu:.2f} s of CPU in 3 s for {n} NOOPs"
