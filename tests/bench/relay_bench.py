@@ -346,6 +346,7 @@ def main() -> int:
     ap.add_argument("--noops", type=int)
     ap.add_argument("--idle", type=int)
     ap.add_argument("--workers", type=int, default=0, help="ftpwarden --workers for the main target (0: cores)")
+    ap.add_argument("--proxy-config", help="a TOML file passed to ftpwarden --config (to compare settings)")
     ap.add_argument("--tests", default=",".join(TESTS))
     ap.add_argument("--no-lab", action="store_true", help="ignore a running ftplab")
     ap.add_argument("--binary", default=find_proxy_binary())
@@ -414,6 +415,8 @@ def main() -> int:
 
         def start_proxy(workers: int) -> Proxy:
             extra = ["--workers", str(workers)] if workers else []
+            if a.proxy_config:
+                extra += ["--config", a.proxy_config]
             p = Proxy(a.binary, upstream, mode="enforce", extra_args=extra,
                       passive_ports=free_port_range(20000, 29999, count=500)).start()
             proxies.append(p)
