@@ -32,7 +32,9 @@ const Key kKeys[] = {
     {"data", "allow_foreign_active", &Config::allow_foreign_active},
     {"data", "connect_timeout_s", &Config::data_connect_timeout_s},
     {"data", "stall_timeout_s", &Config::data_stall_timeout_s},
-    {"data", "zero_copy", &Config::zero_copy},
+    {"data", "relay", &Config::relay},
+    {"data", "relay_buffer_kib", &Config::relay_buffer_kib},
+    {"data", "relay_memory_mib", &Config::relay_memory_mib},
     {"policy", "mode", &Config::mode},
     {"policy", "rules", &Config::rules},
     {"limits", "max_line", &Config::max_line},
@@ -188,6 +190,10 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
   if (cfg.mode == "audit") cfg.mode_value = Mode::audit;
   else if (cfg.mode == "enforce") cfg.mode_value = Mode::enforce;
   else err("policy.mode", "mode must be audit or enforce, got '" + cfg.mode + "'");
+  if (cfg.relay == "copy") cfg.relay_kind = RelayKind::copy;
+  else if (cfg.relay == "splice") cfg.relay_kind = RelayKind::splice;
+  else if (cfg.relay == "stream") cfg.relay_kind = RelayKind::stream;
+  else err("data.relay", "relay must be copy, splice or stream, got '" + cfg.relay + "'");
   static const char* levels[] = {"trace", "debug", "info", "warn", "warning", "error", "critical", "off"};
   bool level_ok = false;
   for (auto* l : levels) level_ok |= cfg.log_level == l;
@@ -198,6 +204,10 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
   positive(cfg.upstream_connect_timeout_ms, "upstream.connect_timeout_ms");
   positive(cfg.upstream_max_connecting, "upstream.max_connecting");
   positive(cfg.data_connect_timeout_s, "data.connect_timeout_s");
+  positive(cfg.relay_buffer_kib, "data.relay_buffer_kib", 64);
+  if (cfg.relay_buffer_kib > 262144) err("data.relay_buffer_kib", "relay_buffer_kib must be at most 262144 (256 MiB)");
+  positive(cfg.relay_memory_mib, "data.relay_memory_mib", 0);
+  if (cfg.relay_memory_mib > 1048576) err("data.relay_memory_mib", "relay_memory_mib must be at most 1048576 (1 TiB)");
   positive(cfg.data_stall_timeout_s, "data.stall_timeout_s");
   positive(cfg.max_line, "limits.max_line", 64);
   positive(cfg.max_sessions, "limits.max_sessions");

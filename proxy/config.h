@@ -13,6 +13,9 @@
 
 namespace ftpw {
 
+// How data connections move their bytes (see proxy/socket_relay.h).
+enum class RelayKind { copy, splice, stream };
+
 struct Config {
   // [listen]
   std::string listen = "0.0.0.0:2121";
@@ -26,7 +29,9 @@ struct Config {
   std::vector<std::string> allow_foreign_active;
   std::int64_t data_connect_timeout_s = 30;
   std::int64_t data_stall_timeout_s = 300;
-  bool zero_copy = true;  // splice(2) data path on Linux
+  std::string relay = "copy";            // data connections: copy, splice or stream
+  std::int64_t relay_buffer_kib = 4096;  // what a bulk transfer direction may hold in flight
+  std::int64_t relay_memory_mib = 32;    // all grown relay buffers together
   // [policy]
   std::string mode = "enforce";
   std::vector<std::string> rules;  // empty: the built-in default.toml
@@ -57,6 +62,7 @@ struct Config {
   std::optional<NetAddr> public_addr;
   std::vector<NetAddr> foreign_active;
   Mode mode_value = Mode::enforce;
+  RelayKind relay_kind = RelayKind::copy;
   std::map<std::string, std::string> origin;  // "section.key" -> "file:line:column"
 };
 

@@ -38,7 +38,7 @@ enum PauseReason : std::uint8_t {
   pause_core_hold = 2,     // the protocol core waits for a reply before it can judge more
   pause_not_ready = 4,     // the other leg is not connected yet
   pause_draining = 8,      // the session is shutting down
-  pause_spliced = 16,      // a zero-copy relay moves this socket's bytes
+  pause_relayed = 16,      // a socket relay moves this socket's bytes
   pause_own_full = 32,     // this socket's own write queue is above its high watermark
 };
 

@@ -263,6 +263,7 @@ Server::~Server() {
 
 int Server::start(std::string& error) {
   const Config& c = snap_->cfg;
+  RelayBudget::set_limit(static_cast<std::size_t>(c.relay_memory_mib) << 20);
   const int n = static_cast<int>(c.workers);
   // Each worker gets its own slice of the passive range.
   const int span = c.pasv_hi - c.pasv_lo + 1;
@@ -337,6 +338,8 @@ void Server::reload() {
       snap->cfg.workers != snap_->cfg.workers)
     spdlog::warn("reload: passive_ports and workers changes need a restart");
   snap_ = std::move(snap);
+  // Buffers already grown keep their memory; new growth follows the new limit.
+  RelayBudget::set_limit(static_cast<std::size_t>(snap_->cfg.relay_memory_mib) << 20);
   for (auto& w : workers_) w->request_snapshot(snap_);
   spdlog::info("configuration reloaded: mode={} rules={}", snap_->cfg.mode, snap_->rules->rules().size());
 }

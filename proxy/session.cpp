@@ -547,23 +547,25 @@ void DataChannel::on_connect(Stream& s, int status) {
 void DataChannel::both_up() {
   if (!connected()) return;
   last_activity_ms = s_.now_ms();
-  // Announce the connection before relaying: the zero-copy relay may move
+  // Announce the connection before relaying: the socket relay may move
   // everything and end the channel (data_close) from within its start, after
   // which neither leg has a peer address any more.
   auto c = client_->peer(), v = server_->peer();
   announced_ = true;
   s_.data_opened(*this, c ? *c : NetAddr{}, v ? *v : NetAddr{});
   uv_os_fd_t cfd, sfd;
-  if (s_.cfg().zero_copy && SpliceRelay::supported() &&
+  const Config& cfg = s_.cfg();
+  if (cfg.relay_kind != RelayKind::stream && SocketRelay::supported() &&
       uv_fileno(reinterpret_cast<uv_handle_t*>(client_->tcp()), &cfd) == 0 &&
       uv_fileno(reinterpret_cast<uv_handle_t*>(server_->tcp()), &sfd) == 0) {
-    client_->pause(pause_spliced);
-    server_->pause(pause_spliced);
-    if (splice_.start(s_.loop(), cfd, sfd, this)) {
-      handles_ += splice_.handles();
+    client_->pause(pause_relayed);
+    server_->pause(pause_relayed);
+    const auto kind = cfg.relay_kind == RelayKind::splice ? SocketRelay::Kind::splice : SocketRelay::Kind::copy;
+    if (relay_.start(s_.loop(), cfd, sfd, kind, static_cast<std::size_t>(cfg.relay_buffer_kib) << 10, this)) {
+      handles_ += relay_.handles();
     } else {
-      client_->resume(pause_spliced);
-      server_->resume(pause_spliced);
+      client_->resume(pause_relayed);
+      server_->resume(pause_relayed);
     }
   }
   client_->resume(pause_not_ready);
@@ -606,23 +608,23 @@ void DataChannel::abort(std::string_view reason) {
   end(reason, false);
 }
 
-void DataChannel::on_spliced(int dir, std::size_t n) {
+void DataChannel::on_relayed(int dir, std::size_t n) {
   (dir == 0 ? up_ : down_) += n;
   last_activity_ms = s_.now_ms();
 }
 
-void DataChannel::on_splice_end(bool ok, const char* reason) {
+void DataChannel::on_relay_end(bool ok, const char* reason) {
   if (!ended_) end(reason, ok);
 }
 
-void DataChannel::on_splice_handle_closed() {
+void DataChannel::on_relay_handle_closed() {
   --handles_;
   maybe_gone();  // last statement: it may free this object
 }
 
 void DataChannel::end(std::string_view reason, bool delivered) {
   ended_ = true;
-  splice_.stop();
+  relay_.stop();
   if (listener_) {
     listener_->close();
     listener_ = nullptr;

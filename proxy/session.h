@@ -12,7 +12,7 @@
 #include "config.h"
 #include "net.h"
 #include "session_core.h"
-#include "splice_relay.h"
+#include "socket_relay.h"
 
 namespace ftpw {
 
@@ -21,7 +21,7 @@ class Session;
 
 // A data connection: a listener (the proxy's passive port, or its active port
 // toward the server) and two legs, relayed both ways with backpressure.
-class DataChannel : public StreamHandler, public ListenerHandler, public SpliceOwner {
+class DataChannel : public StreamHandler, public ListenerHandler, public RelayOwner {
  public:
   enum class Kind : std::uint8_t { passive, active };
   DataChannel(Session& s, Kind kind, const NetAddr& target);
@@ -48,10 +48,10 @@ class DataChannel : public StreamHandler, public ListenerHandler, public SpliceO
   // ListenerHandler
   void on_connection(Listener& l) override;
   void on_listener_closed(Listener& l) override;
-  // SpliceOwner
-  void on_spliced(int dir, std::size_t n) override;
-  void on_splice_end(bool ok, const char* reason) override;
-  void on_splice_handle_closed() override;
+  // RelayOwner
+  void on_relayed(int dir, std::size_t n) override;
+  void on_relay_end(bool ok, const char* reason) override;
+  void on_relay_handle_closed() override;
 
  private:
   enum Leg { client_leg = 1, server_leg = 2 };
@@ -70,7 +70,7 @@ class DataChannel : public StreamHandler, public ListenerHandler, public SpliceO
   int port_ = -1;    // from the passive pool
   std::uint64_t down_ = 0, up_ = 0;
   bool ended_ = false, announced_ = false, cut_ = false;
-  SpliceRelay splice_;
+  SocketRelay relay_;
 };
 
 class Session : public StreamHandler, public CoreSink {

@@ -331,9 +331,9 @@ def test_abor_mid_retr(server, make_proxy, tmp_path):
 
 # ---------------------------------------------------------------- half-close
 
-@pytest.mark.parametrize("zero_copy", ["true", "false"])
-def test_stor_ended_by_client_fin(server, make_proxy, tmp_path, zero_copy):
-    proxy = make_proxy(server, extra_args=config_args(tmp_path, f"[data]\nzero_copy = {zero_copy}\n"))
+@pytest.mark.parametrize("relay", ["copy", "splice", "stream"])
+def test_stor_ended_by_client_fin(server, make_proxy, tmp_path, relay):
+    proxy = make_proxy(server, extra_args=config_args(tmp_path, f'[data]\nrelay = "{relay}"\n'))
     via = Target.via(proxy, server)
     payload = os.urandom(3 << 20) + b"tail"
     name = f"halfclose-{os.getpid()}-{time.monotonic_ns()}.bin"

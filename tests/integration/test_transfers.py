@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from checks import active_addr, assert_no_violations, curl_replies, lftp_round_trip, pasv_port
-from clients import (CURL_MODES, Target, curl, curl_commands, curl_get, curl_list, curl_put, ftplib_get,
-                     ftplib_nlst, ftplib_put, tnftp)
+from clients import (CURL_MODES, Target, curl, curl_commands, curl_get, curl_list, curl_put, ftplib_connect,
+                     ftplib_get, ftplib_nlst, ftplib_put, tnftp)
 from servers import sha256_bytes, sha256_file
 
 MODES = ["audit", "enforce"]
@@ -141,3 +141,53 @@ def test_empty_file_and_resume(server, make_proxy, tmp_path):
     curl(via, "blob.bin", "-C", "-", "-o", str(part))
     assert sha256_file(part) == server.files["blob.bin"]
     assert_no_violations(proxy)
+
+
+@pytest.mark.parametrize("relay,buffer_kib", [("copy", 4096), ("copy", 64), ("splice", 1024), ("stream", 4096)],
+                         ids=["copy", "copy-64k", "splice", "stream"])
+def test_relay_kinds_move_every_byte(vsftpd_server, make_proxy, tmp_path, unique_name, relay, buffer_kib):
+    """Each way of relaying data ([data] relay) moves big files byte-exact both
+    ways, with exact counts, for a fast reader and for a slow one (the proxy's
+    buffer or pipe fills, wraps and drains while the server keeps sending)."""
+    import hashlib
+    import os
+    import pwd
+    import time
+
+    server = vsftpd_server
+    size = 24 << 20
+    name = unique_name("relay", ".bin")
+    src = server.root / name
+    src.write_bytes(os.urandom(size))
+    os.chown(src, pwd.getpwnam(server.user).pw_uid, -1)
+    digest = sha256_file(src)
+    cfg = tmp_path / "relay.toml"
+    cfg.write_text(f'[data]\nrelay = "{relay}"\nrelay_buffer_kib = {buffer_kib}\n')
+    proxy = make_proxy(server, mode="enforce", extra_args=["--config", str(cfg)])
+    via = proxy_target(proxy, server)
+
+    out = tmp_path / "fast.bin"
+    curl_get(via, name, out)
+    assert sha256_file(out) == digest
+
+    h = hashlib.sha256()
+    blocks = 0
+
+    def slow(chunk: bytes) -> None:
+        nonlocal blocks
+        h.update(chunk)
+        blocks += 1
+        if blocks % 64 == 0:
+            time.sleep(0.002)
+
+    with ftplib_connect(via, timeout=30) as ftp:
+        ftp.retrbinary(f"RETR {name}", slow, blocksize=8192)
+    assert h.hexdigest() == digest
+
+    up = unique_name("relay-up", ".bin")
+    curl_put(via, src, f"upload/{up}")
+    assert sha256_file(server.root / "upload" / up) == digest
+
+    events = assert_no_violations(proxy)
+    transfers = [e for e in events if e["event"] == "transfer"]
+    assert [(t["verb"], t["bytes"]) for t in transfers] == [("RETR", size), ("RETR", size), ("STOR", size)], transfers
