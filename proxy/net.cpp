@@ -81,7 +81,6 @@ void Stream::on_alloc(uv_handle_t*, std::size_t, uv_buf_t* buf) {
 
 void Stream::on_read(uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
   auto* self = static_cast<Stream*>(st->data);
-  ++t_loop_activity;
   if (n > 0) {
     self->bytes_in += static_cast<std::uint64_t>(n);
     self->handler_->on_data(*self, buf->base, static_cast<std::size_t>(n));

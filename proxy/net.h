@@ -15,8 +15,9 @@ namespace ftpw {
 
 class Stream;
 
-// Bumped by every read a Stream hands on: the worker's loop spins briefly after
-// activity instead of sleeping (see Worker::run).
+// Control traffic and new connections bump it: after such activity the
+// worker's loop polls briefly instead of sleeping (see Worker::run). Data
+// traffic does not: a trickling transfer would keep a worker polling for ever.
 inline thread_local std::uint64_t t_loop_activity = 0;
 
 // Callbacks of a Stream. Every callback runs from the event loop, never from

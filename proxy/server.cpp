@@ -100,9 +100,10 @@ void Worker::run() {
   uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->tick(); }, kTickMs, kTickMs);
   // Sleeping in epoll and being woken costs tens of microseconds on a
   // virtual machine whose vCPU halts when idle, twice per relayed round trip.
-  // After activity the loop polls without blocking for busy_poll_us, so a
-  // reply that follows a command soon is picked up at once; an idle worker
-  // blocks as usual. While polling finds nothing the thread yields its core.
+  // After control activity (t_loop_activity) the loop polls without blocking
+  // for busy_poll_us, so a reply that follows a command soon is picked up at
+  // once; otherwise it blocks as usual. While polling finds nothing the
+  // thread yields its core.
   std::uint64_t seen = t_loop_activity, active_at = 0;
   for (;;) {
     const auto spin_ns = static_cast<std::uint64_t>(snap_->cfg.busy_poll_us) * 1000;

@@ -109,6 +109,7 @@ void Session::sync_client_pause() {
 }
 
 void Session::on_data(Stream& s, const char* p, std::size_t n) {
+  ++t_loop_activity;  // a reply or a command is likely to follow soon
   if (closing_) return;
   if (&s == client_) {
     last_client_ms_ = now_ms();

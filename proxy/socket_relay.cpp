@@ -1,7 +1,5 @@
 #include "socket_relay.h"
 
-#include "net.h"
-
 #ifdef __linux__
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -298,7 +296,6 @@ void SocketRelay::update_polls() {
 void SocketRelay::on_poll(uv_poll_t* h, int status, int events) {
   auto* p = static_cast<Poll*>(h->data);
   SocketRelay* self = p->self;
-  ++t_loop_activity;
   if (!self->running_ || self->ended_) return;
   if (status < 0) {
     self->fail("poll-error");

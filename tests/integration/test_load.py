@@ -217,3 +217,38 @@ def test_busy_polling_stops_when_sessions_go_quiet(vsftpd_server, make_proxy):
     print(f"20 idle sessions: {idle_cpu:.3f} s CPU in 3 s; {n} NOOPs 50 ms apart: {sparse_cpu:.3f} s CPU in 3 s")
     assert idle_cpu < 0.1, f"the proxy used {idle_cpu:.2f} s of CPU in 3 s with every session idle"
     assert sparse_cpu < 0.5, f"the proxy used {sparse_cpu:.2f} s of CPU in 3 s for {n} NOOPs"
+
+
+def test_busy_polling_stops_during_a_slow_transfer(vsftpd_server, make_proxy):
+    """A transfer that trickles, a few KiB every few tens of microseconds, wakes
+    the worker far more often than the busy-poll window: data traffic must not
+    keep the worker polling (a core burnt for every trickling transfer)."""
+    proxy = make_proxy(vsftpd_server, mode="enforce")
+    target = Target.via(proxy, vsftpd_server)
+
+    class Trickle(io.RawIOBase):
+        def __init__(self, seconds: float):
+            self.end = time.monotonic() + seconds
+            self.sent = 0
+
+        def readable(self):
+            return True
+
+        def read(self, n=-1):
+            if time.monotonic() > self.end:
+                return b""
+            time.sleep(0.00002)
+            self.sent += 4096
+            return b"x" * 4096
+
+    src = Trickle(2.5)
+    with ftplib_connect(target, timeout=30) as ftp:
+        ftp.voidcmd("TYPE I")
+        cpu0 = proxy_cpu_s(proxy)
+        t0 = time.monotonic()
+        ftp.storbinary("STOR upload/trickle.bin", src, blocksize=4096)
+        took = time.monotonic() - t0
+        used = proxy_cpu_s(proxy) - cpu0
+    print(f"{src.sent >> 20} MiB trickled in {took:.1f} s; {used:.2f} s of proxy CPU")
+    assert (vsftpd_server.root / "upload" / "trickle.bin").stat().st_size == src.sent
+    assert used < 0.25 * took, f"the proxy used {used:.2f} s of CPU relaying a trickle for {took:.1f} s"
