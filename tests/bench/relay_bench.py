@@ -13,7 +13,7 @@ release build (build/release/proxy/ftpwarden or FTPWARDEN_BIN).
 What it does: starts vsftpd on loopback with a big file and many 4 KiB files,
 starts ftpwarden in front of it (enforce mode, default rules, audit log on,
 byte accounting on: nothing is turned off for speed), then for every test and
-round runs each target in turn (A B C A B C ...) and prints medians with the
+round runs each target in turn (A B C, B C A, C A B ...) and prints medians with the
 ratio to the direct connection measured in the same run:
 
   retr    curl RETR of the big file, MB/s; ftpwarden's CPU seconds per GiB
@@ -412,6 +412,7 @@ def main() -> int:
             for _ in range(ctx.big_size >> 20):
                 f.write(chunk)
         ctx.stor_size = ctx.stor_src.stat().st_size
+        os.sync()  # its write-back would otherwise slow whichever target runs first
 
         def start_proxy(workers: int) -> Proxy:
             extra = ["--workers", str(workers)] if workers else []
@@ -435,7 +436,8 @@ def main() -> int:
         fns = {"retr": t_retr, "stor": t_stor, "small": t_small, "setup": t_setup, "noop": t_noop}
         for test in [x for x in tests if x in fns]:
             for r in range(a.rounds):
-                for t in targets:
+                # Each round starts with the next target: none always goes first.
+                for t in targets[r % len(targets):] + targets[:r % len(targets)]:
                     try:
                         s = fns[test](t, ctx)
                     except Failure as e:
