@@ -1,8 +1,6 @@
 #include "server.h"
 
 #include <sched.h>
-
-
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 

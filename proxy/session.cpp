@@ -436,7 +436,6 @@ void Session::data_opened(const DataChannel&, const NetAddr& client_side, const 
 
 void Session::data_ended(const DataChannel& d, std::string_view reason, bool delivered) {
   core_->on_upstream_data(false);
-  last_data_.ended = true;
   last_data_.down = d.downloaded();
   last_data_.up = d.uploaded();
   // Only a channel the proxy cut (timeout, ABOR) turns a 2xx into 426: a peer

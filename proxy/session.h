@@ -160,7 +160,7 @@ class Session : public StreamHandler, public CoreSink {
   // fast transfer can end before the server's 1xx is read): the transfer's
   // byte counts, and whether the proxy cut it (a 2xx then becomes 426).
   struct DataResult {
-    bool made = false, ended = false, cut = false;
+    bool made = false, cut = false;
     std::uint64_t down = 0, up = 0;
   } last_data_;
   std::string deferred_;  // completion reply waiting for the data to drain

@@ -35,8 +35,6 @@ bool RelayBudget::take(std::size_t bytes) {
 
 void RelayBudget::give(std::size_t bytes) { g_budget_used.fetch_sub(bytes, std::memory_order_relaxed); }
 
-std::size_t RelayBudget::used() { return g_budget_used.load(std::memory_order_relaxed); }
-
 #ifdef __linux__
 
 bool SocketRelay::supported() { return true; }
@@ -180,7 +178,7 @@ bool SocketRelay::pump_dir(int d) {
         x.dst_blocked = static_cast<std::size_t>(m) < have;
         x.full = false;
         x.moved += static_cast<std::size_t>(m);
-        if (!x.grown && x.moved >= x.grow_at) grow(x);
+        if (x.moved >= x.grow_at) grow(x);
         owner_->on_relayed(d, static_cast<std::size_t>(m));
         if (ended_) return false;
         moved = true;
@@ -218,13 +216,12 @@ void SocketRelay::grow(Dir& x) {
   // Bigger batches mean fewer wake-ups. When the bigger size cannot be had
   // (the relay budget, the kernel's pipe limits, memory), the small one still
   // works.
-  x.grown = true;
+  x.grow_at = SIZE_MAX;
   if (bulk_ <= x.cap) return;
   const std::size_t size = take_budget(bulk_);
   if (size <= x.cap) {
     if (size) RelayBudget::give(size);
     // The budget is taken by other transfers: ask again later.
-    x.grown = false;
     x.grow_at = x.moved + kRetryBytes;
     return;
   }

@@ -41,7 +41,6 @@ class RelayBudget {
   static void set_limit(std::size_t bytes);
   static bool take(std::size_t bytes);
   static void give(std::size_t bytes);
-  static std::size_t used();
 };
 
 class SocketRelay {
@@ -73,8 +72,8 @@ class SocketRelay {
     std::size_t held = 0;   // bytes read and not yet written (in the pipe or the buffer)
     std::size_t cap = 0;    // the pipe's or the buffer's size
     std::size_t moved = 0;  // bytes delivered
-    std::size_t grow_at = kBulkBytes;  // try to grow once moved reaches this
-    bool src_eof = false, shut = false, dst_blocked = false, grown = false;
+    std::size_t grow_at = kBulkBytes;  // try to grow once moved reaches this (SIZE_MAX: no more)
+    bool src_eof = false, shut = false, dst_blocked = false;
     bool full = false;  // the pipe refused more (it fills by slots, not bytes)
   };
   static constexpr std::size_t kBulkBytes = 1 << 20;    // past this, a direction is a bulk transfer

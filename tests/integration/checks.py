@@ -2,7 +2,10 @@
 round trips checked byte for byte."""
 from __future__ import annotations
 
+import hashlib
 import io
+import os
+import pwd
 import re
 import socket
 
@@ -136,3 +139,21 @@ def open_retr(c: RawClient, name: str, rcvbuf: int) -> socket.socket:
     r = c.cmd(f"RETR {name}")
     assert r.code in (125, 150), r
     return d
+
+
+def file_on(server, name: str, size: int, sparse: bool = False) -> str:
+    """A file of random bytes (or a sparse one) in the server's root, owned by its
+    user; returns its sha256 (empty for a sparse file)."""
+    p = server.root / name
+    if not p.exists() or p.stat().st_size != size:
+        if sparse:
+            with open(p, "wb") as f:
+                f.truncate(size)
+        else:
+            p.write_bytes(os.urandom(size))
+        os.chown(p, server_uid(server), -1)
+    return hashlib.sha256(p.read_bytes()).hexdigest() if not sparse else ""
+
+
+def server_uid(server) -> int:
+    return pwd.getpwnam(server.user).pw_uid

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from checks import file_on
 from clients import Target, ftplib_connect
 from servers import free_port_range
 
@@ -61,23 +62,6 @@ def load_proxy(vsftpd_server, make_proxy, tmp_path):
     # 500 concurrent transfers need as many passive ports on each side
     return make_proxy(vsftpd_server, mode="enforce", extra_args=["--config", str(cfg)],
                       passive_ports=free_port_range(20000, 29999, count=1000))
-
-
-def file_on(server, name: str, size: int, sparse: bool = False) -> str:
-    p = server.root / name
-    if not p.exists() or p.stat().st_size != size:
-        if sparse:
-            with open(p, "wb") as f:
-                f.truncate(size)
-        else:
-            p.write_bytes(os.urandom(size))
-        os.chown(p, server_uid(server), -1)
-    return hashlib.sha256(p.read_bytes()).hexdigest() if not sparse else ""
-
-
-def server_uid(server) -> int:
-    import pwd
-    return pwd.getpwnam(server.user).pw_uid
 
 
 def healthy_retr(target: Target, path: str, sha: str) -> float:

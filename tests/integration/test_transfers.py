@@ -4,9 +4,12 @@ the client sees only the proxy's data addresses, the server only the proxy's,
 and a normal session raises no violation."""
 from __future__ import annotations
 
+import hashlib
+import time
+
 import pytest
 
-from checks import active_addr, assert_no_violations, curl_replies, lftp_round_trip, pasv_port
+from checks import active_addr, assert_no_violations, curl_replies, file_on, lftp_round_trip, pasv_port
 from clients import (CURL_MODES, Target, curl, curl_commands, curl_get, curl_list, curl_put, ftplib_connect,
                      ftplib_get, ftplib_nlst, ftplib_put, tnftp)
 from servers import sha256_bytes, sha256_file
@@ -149,18 +152,11 @@ def test_relay_kinds_move_every_byte(vsftpd_server, make_proxy, tmp_path, unique
     """Each way of relaying data ([data] relay) moves big files byte-exact both
     ways, with exact counts, for a fast reader and for a slow one (the proxy's
     buffer or pipe fills, wraps and drains while the server keeps sending)."""
-    import hashlib
-    import os
-    import pwd
-    import time
-
     server = vsftpd_server
     size = 24 << 20
     name = unique_name("relay", ".bin")
+    digest = file_on(server, name, size)
     src = server.root / name
-    src.write_bytes(os.urandom(size))
-    os.chown(src, pwd.getpwnam(server.user).pw_uid, -1)
-    digest = sha256_file(src)
     cfg = tmp_path / "relay.toml"
     cfg.write_text(f'[data]\nrelay = "{relay}"\nrelay_buffer_kib = {buffer_kib}\n')
     proxy = make_proxy(server, mode="enforce", extra_args=["--config", str(cfg)])
