@@ -19,6 +19,10 @@ class Stream;
 // worker's loop polls briefly instead of sleeping (see Worker::run). Data
 // traffic does not: a trickling transfer would keep a worker polling for ever.
 inline thread_local std::uint64_t t_loop_activity = 0;
+// A session that ends sets it: nothing more is coming from it, so the worker
+// stops polling now rather than hold a core its peers need to finish (the
+// client reading the 221, the server exiting).
+inline thread_local bool t_loop_settle = false;
 
 // Callbacks of a Stream. Every callback runs from the event loop, never from
 // inside a Stream method the owner called.

@@ -108,7 +108,11 @@ void Worker::run() {
     const bool spin = spin_ns != 0 && uv_hrtime() - active_at < spin_ns;
     uv_run(&loop_, spin ? UV_RUN_NOWAIT : UV_RUN_ONCE);
     if (!uv_loop_alive(&loop_)) break;
-    if (t_loop_activity != seen) {
+    if (t_loop_settle) {
+      t_loop_settle = false;
+      seen = t_loop_activity;
+      active_at = 0;
+    } else if (t_loop_activity != seen) {
       seen = t_loop_activity;
       active_at = uv_hrtime();
     } else if (spin) {

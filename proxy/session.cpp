@@ -225,6 +225,7 @@ void Session::release_slot() {
 void Session::close_session(std::string_view reason) {
   if (closing_) return;
   closing_ = true;
+  t_loop_settle = true;
   closing_since_ms_ = now_ms();
   release_slot();
   if (data_) data_->abort("session-closed");

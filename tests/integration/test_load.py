@@ -236,3 +236,35 @@ def test_busy_polling_stops_during_a_slow_transfer(vsftpd_server, make_proxy):
     print(f"{src.sent >> 20} MiB trickled in {took:.1f} s; {used:.2f} s of proxy CPU")
     assert (vsftpd_server.root / "upload" / "trickle.bin").stat().st_size == src.sent
     assert used < 0.25 * took, f"the proxy used {used:.2f} s of CPU relaying a trickle for {took:.1f} s"
+
+
+def test_busy_polling_ends_with_the_session(vsftpd_server, make_proxy, tmp_path):
+    """A session that has ended brings nothing more: the worker goes back to
+    sleep at once instead of polling out its window on a core that the client
+    (reading the 221) and the exiting server need. With a 10 ms window, fifty
+    sessions that each end with QUIT would otherwise burn half a second."""
+    cfg = tmp_path / "poll.toml"
+    cfg.write_text("[server]\nbusy_poll_us = 10000\n")
+    proxy = make_proxy(vsftpd_server, mode="enforce", extra_args=["--config", str(cfg), "--workers", "1"])
+    sessions = 50
+    cpu0 = proxy_cpu_s(proxy)
+    t0 = time.monotonic()
+    for _ in range(sessions):
+        with socket.create_connection((proxy.host, proxy.port), timeout=10) as s:
+            got = b""
+            while not got.endswith(b"\r\n"):
+                got += s.recv(4096)
+            assert got.startswith(b"220"), got
+            s.sendall(b"QUIT\r\n")
+            got = b""
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            assert got.startswith(b"221"), got
+        time.sleep(0.03)
+    took = time.monotonic() - t0
+    used = proxy_cpu_s(proxy) - cpu0
+    print(f"{sessions} sessions in {took:.2f} s: {used:.3f} s of proxy CPU")
+    assert used < sessions * 0.005, f"the proxy used {used:.3f} s of CPU for {sessions} sessions that each ended"
