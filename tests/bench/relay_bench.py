@@ -13,7 +13,8 @@ release build (build/release/proxy/ftpwarden or FTPWARDEN_BIN).
 What it does: starts vsftpd on loopback with a big file and many 4 KiB files,
 starts ftpwarden in front of it (enforce mode, default rules, audit log on,
 byte accounting on: nothing is turned off for speed), then for every test and
-round runs each target in turn (A B C, B C A, C A B ...) and prints medians with the
+round runs each target in turn (A B C, B C A, C A B ...; the file tests after one
+untimed pass that puts the files in the page cache) and prints medians with the
 ratio to the direct connection measured in the same run:
 
   retr    curl RETR of the big file, MB/s; ftpwarden's CPU seconds per GiB
@@ -435,6 +436,10 @@ def main() -> int:
         samples: dict[str, dict[str, list[dict]]] = {t.name: {} for t in targets}
         fns = {"retr": t_retr, "stor": t_stor, "small": t_small, "setup": t_setup, "noop": t_noop}
         for test in [x for x in tests if x in fns]:
+            if test in ("retr", "small"):
+                # One untimed pass first, so that no round reads the files from disk.
+                fns[test](direct, ctx)
+                print(f"  {test:5} warm-up (direct, not counted)", flush=True)
             for r in range(a.rounds):
                 # Each round starts with the next target: none always goes first.
                 for t in targets[r % len(targets):] + targets[:r % len(targets)]:
