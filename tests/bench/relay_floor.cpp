@@ -291,10 +291,21 @@ class SockmapRelay {
       if (::recv(from, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) break;
     }
     const std::uint64_t received = tcp_info(from).tcpi_bytes_received - 1;  // less the FIN
+    std::uint64_t last = 0;
+    auto since = std::chrono::steady_clock::now();
     for (;;) {  // the redirected skbs are sent by a kernel worker
       int outq = 0;
       ::ioctl(to, SIOCOUTQ, &outq);
-      if (tcp_info(to).tcpi_bytes_acked + static_cast<std::uint64_t>(outq) >= received) break;
+      const std::uint64_t written = tcp_info(to).tcpi_bytes_acked + static_cast<std::uint64_t>(outq);
+      if (written >= received) break;
+      if (written != last) {
+        last = written;
+        since = std::chrono::steady_clock::now();
+      } else if (std::chrono::steady_clock::now() - since > std::chrono::seconds(10)) {
+        std::fprintf(stderr, "relay_floor: sockmap relay stalled at %llu of %llu bytes\n",
+                     static_cast<unsigned long long>(written), static_cast<unsigned long long>(received));
+        std::exit(1);
+      }
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
     for (std::uint32_t k : {0u, 1u}) {
