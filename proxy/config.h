@@ -53,7 +53,7 @@ struct Config {
   std::string log_level = "info";
   // [server]
   std::int64_t workers = 0;  // 0: one per core
-  std::int64_t busy_poll_us = 100;  // a worker polls this long after activity before it sleeps; 0: never
+  std::int64_t busy_poll_us = 200;  // a worker polls this long after activity before it sleeps; 0: never
 
   // Derived by validate()
   NetAddr listen_addr;
