@@ -109,8 +109,8 @@ void Session::sync_client_pause() {
 }
 
 void Session::on_data(Stream& s, const char* p, std::size_t n) {
-  ++t_loop_activity;  // a reply or a command is likely to follow soon
   if (closing_) return;
+  ++t_loop_activity;  // a reply or a command is likely to follow soon
   if (&s == client_) {
     last_client_ms_ = now_ms();
     core_->on_client_bytes(std::string_view(p, n), now_us(), *this);

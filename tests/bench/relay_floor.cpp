@@ -46,6 +46,7 @@
 #include <fstream>
 #include <map>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -392,7 +393,11 @@ std::optional<Sample> one(const std::string& kind, const Options& opt) {
   return Sample{static_cast<double>(opt.bytes) / secs / 1e6, (self_cpu_s() - cpu0) / gib, ticks / gib};
 }
 
-double median(std::vector<double> v) {
+// The median of one column of the samples (none: 0).
+double median(const std::vector<Sample>& samples, double Sample::*column) {
+  std::vector<double> v;
+  for (const auto& s : samples) v.push_back(s.*column);
+  if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
 }
@@ -437,41 +442,36 @@ int main(int argc, char** argv) {
     ::close(fd);
   }
   std::map<std::string, std::vector<Sample>> got;
-  std::vector<std::string> skipped;
+  std::set<std::string> skipped;
   for (int r = 0; r < opt.rounds; ++r) {
     for (std::size_t k = 0; k < opt.kinds.size(); ++k) {  // each round starts with the next kind
       const std::string& kind = opt.kinds[(k + static_cast<std::size_t>(r)) % opt.kinds.size()];
-      if (std::find(skipped.begin(), skipped.end(), kind) != skipped.end()) continue;
+      if (skipped.count(kind)) continue;
       if (auto s = one(kind, opt)) got[kind].push_back(*s);
-      else skipped.push_back(kind);
+      else skipped.insert(kind);
     }
   }
   if (opt.from_file) ::unlink(path);
-  const double direct = got.count("direct") ? median([&] {
-    std::vector<double> v;
-    for (const auto& s : got["direct"]) v.push_back(s.mb_s);
-    return v;
-  }()) : 0;
+  const double direct = median(got["direct"], &Sample::mb_s);
   std::printf("%llu MiB from %s, medians of %d round(s)\n\n", static_cast<unsigned long long>(opt.bytes >> 20),
               opt.from_file ? "a file (sendfile)" : "memory (send)", opt.rounds);
   std::printf("| relay | MB/s | relay CPU s/GiB | machine CPU s/GiB |\n|---|---|---|---|\n");
   for (const auto& kind : opt.kinds) {
-    if (std::find(skipped.begin(), skipped.end(), kind) != skipped.end()) {
+    if (skipped.count(kind)) {
       std::printf("| %s | skipped: %s | | |\n", kind.c_str(), SockmapRelay::why_not.c_str());
       continue;
     }
-    std::vector<double> mb, rc, mc;
-    for (const auto& s : got[kind]) {
-      mb.push_back(s.mb_s);
-      rc.push_back(s.relay_cpu_s_gib);
-      mc.push_back(s.machine_cpu_s_gib);
+    const auto& samples = got[kind];
+    if (samples.empty()) continue;
+    const double mb = median(samples, &Sample::mb_s), machine = median(samples, &Sample::machine_cpu_s_gib);
+    if (kind == "direct") {
+      std::printf("| direct | %.0f | - | %.2f |\n", mb, machine);
+      continue;
     }
-    if (mb.empty()) continue;
-    const double m = median(mb);
     char ratio[32] = "";
-    if (direct > 0 && kind != "direct") std::snprintf(ratio, sizeof ratio, " (%.2fx)", m / direct);
-    if (kind == "direct") std::printf("| direct | %.0f | - | %.2f |\n", m, median(mc));
-    else std::printf("| %s | %.0f%s | %.2f | %.2f |\n", kind.c_str(), m, ratio, median(rc), median(mc));
+    if (direct > 0) std::snprintf(ratio, sizeof ratio, " (%.2fx)", mb / direct);
+    std::printf("| %s | %.0f%s | %.2f | %.2f |\n", kind.c_str(), mb, ratio, median(samples, &Sample::relay_cpu_s_gib),
+                machine);
   }
   return 0;
 }

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from checks import file_on
-from clients import Target, ftplib_connect
+from clients import RawClient, Target, ftplib_connect, recv_all
 from servers import free_port_range
 
 pytestmark = pytest.mark.load
@@ -250,19 +250,11 @@ def test_busy_polling_ends_with_the_session(vsftpd_server, make_proxy, tmp_path)
     cpu0 = proxy_cpu_s(proxy)
     t0 = time.monotonic()
     for _ in range(sessions):
-        with socket.create_connection((proxy.host, proxy.port), timeout=10) as s:
-            got = b""
-            while not got.endswith(b"\r\n"):
-                got += s.recv(4096)
-            assert got.startswith(b"220"), got
-            s.sendall(b"QUIT\r\n")
-            got = b""
-            while True:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                got += chunk
-            assert got.startswith(b"221"), got
+        with RawClient(proxy.host, proxy.port) as c:
+            assert c.greeting.code == 220, c.greeting
+            r = c.cmd("QUIT")
+            assert r.code == 221, r
+            assert recv_all(c.sock) == b"", "bytes after the 221"  # the session has ended
         time.sleep(0.03)
     took = time.monotonic() - t0
     used = proxy_cpu_s(proxy) - cpu0
