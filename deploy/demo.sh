@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The quickstart: installs what is needed (Debian 12, root), builds ftpwarden,
-# starts a real vsftpd and ftpwarden in front of it on loopback, runs a sample
-# client session through the proxy (curl and python ftplib: a listing, a
-# download, an upload, two out-of-sequence commands) and shows the audit log.
+# starts a real vsftpd and a real pyftpdlib with ftpwarden in front of each on
+# loopback, runs sample client sessions through the proxies (curl and python
+# ftplib: a listing, a download, an upload, two out-of-sequence commands; a
+# download over a data connection the server reuses, answered 125), shows the
+# audit logs and ends with a summary that points into them.
 # Everything it starts is stopped again at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."

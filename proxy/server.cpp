@@ -106,13 +106,18 @@ void Worker::run() {
   for (;;) {
     const auto spin_ns = static_cast<std::uint64_t>(snap_->cfg.busy_poll_us) * 1000;
     const bool spin = spin_ns != 0 && uv_hrtime() - active_at < spin_ns;
+    if (!spin) ++stats_.loop_wakeups;
     uv_run(&loop_, spin ? UV_RUN_NOWAIT : UV_RUN_ONCE);
     if (!uv_loop_alive(&loop_)) break;
     if (t_loop_settle) {
+      // A session ended: whatever window is open (or was about to open, for
+      // the activity that ended it) closes now.
+      if (spin || t_loop_activity != seen) ++stats_.poll_windows_cut;
       t_loop_settle = false;
       seen = t_loop_activity;
       active_at = 0;
     } else if (t_loop_activity != seen) {
+      if (spin_ns != 0 && !spin) ++stats_.poll_windows;
       seen = t_loop_activity;
       active_at = uv_hrtime();
     } else if (spin) {
@@ -166,7 +171,7 @@ void Worker::on_connection(Listener& l) {
   else if (!peer) refuse = "421 Service not available.\r\n";
   else refuse = admission_.admit(*peer, snap_->cfg, now_ms());
   if (!refuse.empty()) {
-    ++counters().sessions_refused;
+    ++stats_.sessions_refused;
     st->set_handler(new Refuse);
     audit_.write(Event("session_refused", "", peer ? peer->to_string() : "")
                      .str("reason", refuse.substr(4, refuse.size() - 6)));
@@ -174,7 +179,7 @@ void Worker::on_connection(Listener& l) {
     st->shutdown();
     return;
   }
-  ++counters().sessions_total;
+  ++stats_.sessions_total;
   auto* s = new Session(*this, snap_, st, *peer);
   sessions_.insert(s);
   s->start();
@@ -219,12 +224,13 @@ void Worker::on_listener_closed(Listener&) { maybe_stop(); }
 
 void Worker::tick() {
   ++ticks_;
+  ++stats_.loop_ticks;
   const std::uint64_t now = now_ms();
   if (draining_ && now >= drain_deadline_ms_) {
     // Grace is over: the remaining sessions hear 421 and close.
     std::vector<Session*> v(sessions_.begin(), sessions_.end());
     for (Session* s : v)
-      if (sessions_.count(s)) s->terminate("shutdown", "421 Service not available, the proxy is shutting down.\r\n");
+      if (sessions_.count(s)) s->terminate(EndReason::shutdown, "421 Service not available, the proxy is shutting down.\r\n");
   }
   if (index_ == 0 && ticks_ % (60000 / kTickMs) == 0) admission_.sweep(snap_->cfg, now);
   if (ticks_ % (1000 / kTickMs) == 0 || draining_) {
@@ -283,18 +289,23 @@ int Server::start(std::string& error) {
     addr = workers_.back()->bound();  // port 0: the others join the port the first one got
   }
   bound_ = workers_.front()->bound();
-  return 0;
-}
-
-void Server::run() {
+  // Signals are caught from here on, before the caller announces the
+  // listener: one sent at once is handled when run() starts the loop.
   main_ = uv_default_loop();
-  for (auto* s : {&sigterm_, &sigint_, &sighup_}) {
+  for (auto* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
     uv_signal_init(main_, s);
     s->data = this;
   }
   uv_signal_start(&sigterm_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->drain(); }, SIGTERM);
   uv_signal_start(&sigint_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->drain(); }, SIGINT);
   uv_signal_start(&sighup_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->reload(); }, SIGHUP);
+  uv_signal_start(&sigusr1_, [](uv_signal_t* s, int) {
+    spdlog::info("stats: {}", static_cast<Server*>(s->data)->totals().to_string());
+  }, SIGUSR1);
+  return 0;
+}
+
+void Server::run() {
   // Audit events reach the file within a second.
   uv_timer_init(main_, &flush_);
   flush_.data = this;
@@ -302,7 +313,7 @@ void Server::run() {
   uv_async_init(main_, &done_, [](uv_async_t* a) {
     auto* self = static_cast<Server*>(a->data);
     if (self->running_.load() > 0) return;
-    for (auto* s : {&self->sigterm_, &self->sigint_, &self->sighup_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    for (auto* s : {&self->sigterm_, &self->sigint_, &self->sighup_, &self->sigusr1_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->flush_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&self->done_), nullptr);
   });
@@ -319,8 +330,15 @@ void Server::run() {
   uv_run(main_, UV_RUN_DEFAULT);
   for (auto& t : threads_) t.join();
   threads_.clear();
+  spdlog::info("stats at exit: {}", totals().to_string());
   audit_.flush();
   uv_loop_close(main_);
+}
+
+StatTotals Server::totals() const {
+  StatTotals t;
+  for (const auto& w : workers_) w->stats().add_to(t);
+  return t;
 }
 
 void Server::drain() {

@@ -21,16 +21,13 @@
 #include "config.h"
 #include "net.h"
 #include "port_pool.h"
+#include "worker_stats.h"
 
 namespace ftpw {
 
 class Session;
 
-struct Counters {
-  std::atomic<std::uint64_t> sessions_total{0}, sessions_refused{0}, violations{0}, transfers{0};
-};
-
-// What all workers share: admission limits and counters.
+// What all workers share: admission limits.
 class Admission {
  public:
   // Reserves a session slot for `ip`, or returns the reason to refuse (a 421 line).
@@ -40,7 +37,6 @@ class Admission {
   bool login_failed(const NetAddr& ip, const Config& c, std::uint64_t now_ms);
   void sweep(const Config& c, std::uint64_t now_ms);
   std::size_t sessions() const { return total_.load(); }
-  Counters counters;
 
  private:
   struct Failures {
@@ -71,7 +67,8 @@ class Worker : public ListenerHandler {
   AuditLog& audit() { return audit_; }
   PortPool& ports() { return *ports_; }
   Admission& admission() { return admission_; }
-  Counters& counters() { return admission_.counters; }
+  WorkerStats& stats() { return stats_; }
+  const WorkerStats& stats() const { return stats_; }
   std::uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
   std::string next_session_id();
   void session_gone(Session* s);
@@ -112,6 +109,7 @@ class Worker : public ListenerHandler {
   std::shared_ptr<const Snapshot> new_snap_;
   std::uint64_t drain_deadline_ms_ = 0, ticks_ = 0, seq_ = 0;
   bool draining_ = false, stopped_ = false;
+  WorkerStats stats_;
 };
 
 // Owns the workers, their threads and the signals (on the main loop).
@@ -129,6 +127,7 @@ class Server {
  private:
   void reload();
   void drain();
+  StatTotals totals() const;
 
   std::shared_ptr<const Snapshot> snap_;
   AuditLog& audit_;
@@ -138,7 +137,7 @@ class Server {
   std::vector<std::thread> threads_;
   NetAddr bound_;
   uv_loop_t* main_ = nullptr;
-  uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
   uv_timer_t flush_{};
   uv_async_t done_{};
   std::atomic<int> running_{0};

@@ -10,7 +10,6 @@ namespace {
 
 constexpr std::string_view kUpstreamDown = "421 Service not available, the server cannot be reached.\r\n";
 constexpr std::string_view kCutShort = "426 Connection closed; transfer aborted.\r\n";
-constexpr std::uint64_t kCloseGraceMs = 5000;  // a closing session that cannot flush is cut
 
 std::uint64_t now_us() { return uv_hrtime() / 1000; }
 
@@ -33,7 +32,11 @@ void tune_control_socket(Stream& s, bool oob_inline) {
 // ================================================================== Session
 
 Session::Session(Worker& srv, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer)
-    : srv_(srv), snap_(std::move(snap)), peer_(peer), client_(client) {
+    : srv_(srv),
+      snap_(std::move(snap)),
+      peer_(peer),
+      client_(client),
+      timers_(TimerLimits::from(snap_->cfg), srv.now_ms()) {
   id_ = srv_.next_session_id();
   peer_str_ = peer_.to_string();
   client_->set_handler(this);
@@ -55,7 +58,8 @@ std::uint64_t Session::now_ms() const { return srv_.now_ms(); }
 void Session::audit(const Event& e) const { srv_.audit().write(e); }
 
 void Session::start() {
-  opened_ms_ = last_client_ms_ = now_ms();
+  opened_ms_ = now_ms();
+  timers_ = SessionTimers(TimerLimits::from(cfg()), opened_ms_);
   tune_control_socket(*client_, true);
   auto local = client_->local();
   audit(event("session_open").str("local", local ? local->to_string() : "").str("upstream",
@@ -68,14 +72,14 @@ void Session::start() {
 
 void Session::connect_upstream() {
   slot_ = UpstreamSlot::held;
-  connect_started_ms_ = now_ms();
+  timers_.upstream_connecting(now_ms());
   upstream_ = Stream::create(loop(), this, tag_upstream);
   ++handles_;
   sockaddr_storage ss;
   to_sockaddr(cfg().upstream_addr, ss);
   if (int rc = upstream_->connect(reinterpret_cast<sockaddr*>(&ss)); rc != 0) {
     spdlog::warn("session {}: connect to {} failed: {}", id_, cfg().upstream_addr.to_string(), uv_strerror(rc));
-    terminate("upstream-unreachable", kUpstreamDown);
+    terminate(EndReason::upstream_unreachable, kUpstreamDown);
   }
 }
 
@@ -83,7 +87,7 @@ void Session::on_connect(Stream& s, int status) {
   if (&s != upstream_ || closing_) return;
   if (status != 0) {
     spdlog::warn("session {}: upstream {} unreachable: {}", id_, cfg().upstream_addr.to_string(), uv_strerror(status));
-    terminate("upstream-unreachable", kUpstreamDown);
+    terminate(EndReason::upstream_unreachable, kUpstreamDown);
     return;
   }
   tune_control_socket(*upstream_, false);
@@ -112,7 +116,7 @@ void Session::on_data(Stream& s, const char* p, std::size_t n) {
   if (closing_) return;
   ++t_loop_activity;  // a reply or a command is likely to follow soon
   if (&s == client_) {
-    last_client_ms_ = now_ms();
+    timers_.client_spoke(now_ms());
     core_->on_client_bytes(std::string_view(p, n), now_us(), *this);
   } else {
     core_->on_server_bytes(std::string_view(p, n), now_us(), *this);
@@ -121,7 +125,7 @@ void Session::on_data(Stream& s, const char* p, std::size_t n) {
     if (slot_ == UpstreamSlot::held) release_slot();
   }
   if (pending_close_ && !closing_) {
-    terminate("login-failures", "421 Too many failed logins, closing control connection.\r\n");
+    terminate(EndReason::login_failures, "421 Too many failed logins, closing control connection.\r\n");
     return;
   }
   if (!closing_) {
@@ -150,11 +154,13 @@ void Session::on_eof(Stream& s) {
   } else {
     // The server closed its control connection: deliver what it said, then end.
     // If it still owed replies (it died), the client hears so; never a 226.
-    if (core_->pending_commands() || xfer_.active) {
+    if (quit_after_deferred_) {
+      // 221 seen; the completion reply before it waits for its data to drain.
+    } else if (core_->pending_commands() || xfer_.active) {
       has_deferred_ = false;
-      terminate("upstream-closed", "421 Service not available, connection to the server lost.\r\n");
+      terminate(EndReason::upstream_closed, "421 Service not available, connection to the server lost.\r\n");
     } else {
-      close_session("upstream-closed");
+      close_session(EndReason::upstream_closed);
     }
   }
 }
@@ -164,7 +170,7 @@ void Session::finish_if_done() {
   // Done when every command it sent (a QUIT held until the greeting, say)
   // has been answered.
   if (core_->pending_commands() == 0 && !has_deferred_ && core_->client_backlog() == 0) {
-    close_session("client-closed");
+    close_session(EndReason::client_closed);
     return;
   }
   // A transfer with no data connection and none coming (never set up, or the
@@ -172,7 +178,7 @@ void Session::finish_if_done() {
   // and cannot set one up. A data connection still being waited for is given
   // its time (a half-closed client may still connect; data.connect_timeout_s).
   const bool waiting_for_data = data_ && !data_->ended();
-  if (core_->transfer_pending() && !last_data_.made && !waiting_for_data) close_session("client-closed");
+  if (core_->transfer_pending() && !last_data_.made && !waiting_for_data) close_session(EndReason::client_closed);
 }
 
 void Session::on_error(Stream& s, int err) {
@@ -180,10 +186,10 @@ void Session::on_error(Stream& s, int err) {
   spdlog::debug("session {}: {} error: {}", id_, &s == client_ ? "client" : "upstream", uv_strerror(err));
   if (&s == upstream_) {
     has_deferred_ = false;
-    terminate("upstream-error", "421 Service not available, connection to the server lost.\r\n");
+    terminate(EndReason::upstream_error, "421 Service not available, connection to the server lost.\r\n");
     return;
   }
-  close_session("client-error");
+  close_session(EndReason::client_error);
 }
 
 void Session::on_shutdown(Stream& s) {
@@ -197,14 +203,14 @@ void Session::on_closed(Stream& s) {
   if (&s == client_) client_ = nullptr;
   if (&s == upstream_) upstream_ = nullptr;
   --handles_;
-  if (!closing_) close_session("connection-closed");
+  if (!closing_) close_session(EndReason::connection_closed);
   if (handles_ == 0) {
     srv_.session_gone(this);
     delete this;
   }
 }
 
-void Session::terminate(std::string_view reason, std::string_view reply) {
+void Session::terminate(EndReason reason, std::string_view reply) {
   if (closing_) return;
   if (client_ && !client_->closing() && !reply.empty()) {
     client_->write(reply);
@@ -219,20 +225,21 @@ void Session::release_slot() {
   if (slot_ != UpstreamSlot::queued && slot_ != UpstreamSlot::held) return;
   const bool held = slot_ == UpstreamSlot::held;
   slot_ = UpstreamSlot::done;
+  timers_.upstream_answered();
   srv_.release_upstream(this, held);
 }
 
-void Session::close_session(std::string_view reason) {
+void Session::close_session(EndReason reason) {
   if (closing_) return;
   closing_ = true;
   t_loop_settle = true;
-  closing_since_ms_ = now_ms();
+  timers_.closing(now_ms());
   release_slot();
   if (data_) data_->abort("session-closed");
   if (!logged_session_close_) {
     logged_session_close_ = true;
     audit(event("session_close")
-              .str("reason", reason)
+              .str("reason", name_of(reason))
               .num("duration_ms", static_cast<std::int64_t>(now_ms() - opened_ms_))
               .num("bytes_from_client", static_cast<std::int64_t>(client_ ? client_->bytes_in : 0))
               .num("bytes_to_client", static_cast<std::int64_t>(client_ ? client_->bytes_out : 0)));
@@ -250,51 +257,45 @@ void Session::close_session(std::string_view reason) {
 }
 
 void Session::tick(std::uint64_t now) {
-  const Config& c = cfg();
-  if (closing_) {
-    if (now - closing_since_ms_ > kCloseGraceMs) {
-      if (client_) client_->close();
-      if (upstream_) upstream_->close();
-    }
+  timers_.set_logged_in(core_->logged_in());
+  const std::uint64_t since = core_->waiting_since_us();
+  const std::uint64_t waited_ms = since != 0 ? (now_us() - since) / 1000 : 0;
+  const Timer t = timers_.expired(now, waited_ms);
+  if (t == Timer::close_grace) {  // a closing session that cannot flush is cut
+    if (client_) client_->close();
+    if (upstream_) upstream_->close();
     return;
   }
-  // The server must accept and speak within the connect timeout (a
-  // connection whose handshake a full listen queue swallowed never does).
-  if (slot_ == UpstreamSlot::held && now - connect_started_ms_ > static_cast<std::uint64_t>(c.upstream_connect_timeout_ms)) {
-    audit(event("timeout").str("timer", "upstream_connect"));
-    terminate("upstream-connect-timeout", kUpstreamDown);
-    return;
+  if (t != Timer::none) audit(event("timeout").str("timer", name_of(t)));
+  switch (t) {
+    case Timer::upstream_connect:
+      // The server must accept and speak within the connect timeout (a
+      // connection whose handshake a full listen queue swallowed never does).
+      terminate(EndReason::upstream_connect_timeout, kUpstreamDown);
+      return;
+    case Timer::login:
+      terminate(EndReason::login_timeout, "421 Login timeout, closing control connection.\r\n");
+      return;
+    case Timer::reply:
+      terminate(EndReason::reply_timeout, "421 Service not available, the server does not answer.\r\n");
+      return;
+    case Timer::idle:
+      terminate(EndReason::idle_timeout, "421 Idle timeout, closing control connection.\r\n");
+      return;
+    case Timer::data_connect:
+      if (data_) data_->abort("data-connect-timeout");
+      break;
+    case Timer::data_stall:
+      if (data_) data_->abort("data-stall-timeout");
+      break;
+    case Timer::none:
+    case Timer::close_grace:
+      break;
   }
-  if (!core_->logged_in() && now - opened_ms_ > static_cast<std::uint64_t>(c.login_timeout_s) * 1000) {
-    audit(event("timeout").str("timer", "login"));
-    terminate("login-timeout", "421 Login timeout, closing control connection.\r\n");
-    return;
-  }
-  if (const std::uint64_t since = core_->waiting_since_us();
-      since != 0 && now_us() - since > static_cast<std::uint64_t>(c.reply_timeout_s) * 1000000) {
-    audit(event("timeout").str("timer", "reply"));
-    terminate("reply-timeout", "421 Service not available, the server does not answer.\r\n");
-    return;
-  }
-  // The idle period starts when a transfer ends, not at the command that began it.
-  if ((data_ && data_->connected()) || xfer_.active) last_client_ms_ = now;
-  else if (now - last_client_ms_ > static_cast<std::uint64_t>(c.idle_timeout_s) * 1000) {
-    audit(event("timeout").str("timer", "idle"));
-    terminate("idle-timeout", "421 Idle timeout, closing control connection.\r\n");
-    return;
-  }
-  if (data_ && !data_->ended()) {
-    if (!data_->connected() && now - data_->opened_ms > static_cast<std::uint64_t>(c.data_connect_timeout_s) * 1000) {
-      audit(event("timeout").str("timer", "data_connect"));
-      data_->abort("data-connect-timeout");
-    } else if (data_->connected() &&
-               now - data_->last_activity_ms > static_cast<std::uint64_t>(c.data_stall_timeout_s) * 1000) {
-      audit(event("timeout").str("timer", "data_stall"));
-      data_->abort("data-stall-timeout");
-    }
-  }
-  if (!xfer_.active && !data_ && !core_->transfer_running()) core_->shrink();
+  if (!closing_ && !xfer_.active && !data_ && !core_->transfer_running()) core_->shrink();
 }
+
+void Session::update_busy() { timers_.set_busy(xfer_.active || data_up_, now_ms()); }
 
 // ---------------------------------------------------------------- CoreSink
 
@@ -329,7 +330,7 @@ void Session::on_finding(const Finding& f) {
   if (f.action == FindingAction::rejected && f.reply_code != 0) e.num("reply_code", f.reply_code);
   e.str("severity", name_of(f.severity)).str("message", f.message);
   audit(e);
-  if (f.side == Side::client) ++srv_.counters().violations;
+  if (f.side == Side::client) ++srv_.stats().violations;
 }
 
 void Session::send_to_server(std::string_view bytes) {
@@ -337,7 +338,11 @@ void Session::send_to_server(std::string_view bytes) {
 }
 
 void Session::send_to_client(std::string_view bytes) {
-  if (client_ && !closing_) client_->write(bytes);
+  if (!client_ || closing_) return;
+  // Replies keep their order: what follows a completion reply that waits for
+  // its data to drain waits behind it.
+  if (has_deferred_) held_.append(bytes);
+  else client_->write(bytes);
 }
 
 void Session::send_to_client_after_data(std::string_view bytes) {
@@ -370,13 +375,19 @@ void Session::flush_deferred() {
         .str("data_conn", xfer_.reused ? "reused" : "new")
         .num("code", xfer_.code);
     audit(e);
-    ++srv_.counters().transfers;
+    ++srv_.stats().transfers;
     xfer_ = Transfer{};
     last_data_ = DataResult{};  // used up: the next transfer needs a data connection of its own
+    update_busy();  // the idle period starts now, as the completion reply goes out
   }
   send_to_client(deferred_);
   deferred_.clear();
-  if (!closing_) finish_if_done();
+  if (!held_.empty()) {
+    send_to_client(held_);
+    held_.clear();
+  }
+  if (quit_after_deferred_) close_session(EndReason::quit);
+  else if (!closing_) finish_if_done();
 }
 
 void Session::replace_data(DataChannel* d) {
@@ -416,6 +427,7 @@ void Session::transfer_started(const TransferStart& t) {
   xfer_.reused = t.reused;
   xfer_.download = t.download;
   xfer_.start_us = now_us();
+  update_busy();
 }
 
 void Session::transfer_finished(int code) { xfer_.code = code; }
@@ -424,19 +436,29 @@ void Session::abort_data() {
   if (data_) data_->abort("abor");
 }
 
-void Session::close(std::string_view reason) {
-  // The core asks to close after its last words (421): let them flush.
-  close_session(reason);
+void Session::close(EndReason reason) {
+  // The core asks to close after its last words (421, 221): let them flush.
+  // A completion reply still waiting for its data goes first.
+  if (reason == EndReason::quit && has_deferred_) quit_after_deferred_ = true;
+  else close_session(reason);
 }
 
 void Session::data_opened(const DataChannel&, const NetAddr& client_side, const NetAddr& server_side) {
   last_data_.made = true;
-  core_->on_upstream_data(true);
+  data_up_ = true;
+  timers_.data_connected(now_ms());
+  update_busy();
+  core_->on_data_event(DataEvent::opened);
   audit(event("data_open").str("client_side", client_side.to_string()).str("server_side", server_side.to_string()));
 }
 
+void Session::data_server_leg() { core_->on_data_event(DataEvent::server_leg); }
+
 void Session::data_ended(const DataChannel& d, std::string_view reason, bool delivered) {
-  core_->on_upstream_data(false);
+  core_->on_data_event(DataEvent::closed);
+  data_up_ = false;
+  timers_.data_ended();
+  update_busy();
   last_data_.down = d.downloaded();
   last_data_.up = d.uploaded();
   // Only a channel the proxy cut (timeout, ABOR) turns a 2xx into 426: a peer
@@ -468,18 +490,17 @@ void Session::data_event(std::string_view rule, std::string_view message, const 
             .str("action", "rejected")
             .str("peer", who.to_string())
             .str("message", message));
-  ++srv_.counters().violations;
+  ++srv_.stats().violations;
 }
 
 // ================================================================== DataChannel
 
-DataChannel::DataChannel(Session& s, Kind kind, const NetAddr& target) : s_(s), kind_(kind), target_(target) {
-  opened_ms = last_activity_ms = s_.now_ms();
-}
+DataChannel::DataChannel(Session& s, Kind kind, const NetAddr& target) : s_(s), kind_(kind), target_(target) {}
 
 std::optional<NetAddr> DataChannel::open(const NetAddr& bind_host, const std::optional<NetAddr>& announce) {
   listener_ = Listener::create(s_.loop(), this);
   ++handles_;
+  s_.timers().data_listening(s_.now_ms());
   NetAddr bind = bind_host;
   if (kind_ == Kind::passive) {
     PortPool& pool = s_.server().ports();
@@ -517,6 +538,9 @@ void DataChannel::on_connection(Listener& l) {
     st->close();
     return;
   }
+  // Passive: the proxy connects to the server now; active: the server has
+  // connected. Either way the server may say 125 from here on.
+  s_.data_server_leg();
   if (kind_ == Kind::passive) client_ = st;
   else server_ = st;
   st->pause(pause_not_ready);
@@ -547,7 +571,6 @@ void DataChannel::on_connect(Stream& s, int status) {
 
 void DataChannel::both_up() {
   if (!connected()) return;
-  last_activity_ms = s_.now_ms();
   // Announce the connection before relaying: the socket relay may move
   // everything and end the channel (data_close) from within its start, after
   // which neither leg has a peer address any more.
@@ -579,7 +602,7 @@ void DataChannel::on_data(Stream& s, const char* p, std::size_t n) {
   if (!o || o->closing()) return;
   if (&s == server_) down_ += n;
   else up_ += n;
-  last_activity_ms = s_.now_ms();
+  s_.timers().data_moved(s_.now_ms());
   o->write(std::string_view(p, n));
   if (o->above_high()) s.pause(pause_peer_full);
 }
@@ -611,7 +634,7 @@ void DataChannel::abort(std::string_view reason) {
 
 void DataChannel::on_relayed(int dir, std::size_t n) {
   (dir == 0 ? up_ : down_) += n;
-  last_activity_ms = s_.now_ms();
+  s_.timers().data_moved(s_.now_ms());
 }
 
 void DataChannel::on_relay_end(bool ok, const char* reason) {

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "net.h"
 #include "session_core.h"
+#include "session_timers.h"
 #include "socket_relay.h"
 
 namespace ftpw {
@@ -34,7 +35,6 @@ class DataChannel : public StreamHandler, public ListenerHandler, public RelayOw
   bool listening() const { return listener_ != nullptr; }
   std::uint64_t downloaded() const { return down_; }
   std::uint64_t uploaded() const { return up_; }
-  std::uint64_t opened_ms = 0, last_activity_ms = 0;
   bool ended() const { return ended_; }
 
   // StreamHandler
@@ -82,7 +82,7 @@ class Session : public StreamHandler, public CoreSink {
   void connect_upstream();
   void tick(std::uint64_t now_ms);
   // Ends the session now with a 421 to the client (shutdown, limits).
-  void terminate(std::string_view reason, std::string_view reply);
+  void terminate(EndReason reason, std::string_view reply);
   const NetAddr& peer() const { return peer_; }
   bool closing() const { return closing_; }
   Worker& server() { return srv_; }
@@ -111,25 +111,28 @@ class Session : public StreamHandler, public CoreSink {
   void transfer_started(const TransferStart& t) override;
   void transfer_finished(int code) override;
   void abort_data() override;
-  void close(std::string_view reason) override;
+  void close(EndReason reason) override;
 
   // From the data channel
   void data_opened(const DataChannel& d, const NetAddr& client_side, const NetAddr& server_side);
+  void data_server_leg();
   void data_ended(const DataChannel& d, std::string_view reason, bool delivered);
   void data_gone(DataChannel* d);
   void data_event(std::string_view rule, std::string_view message, const NetAddr& who);
 
+  SessionTimers& timers() { return timers_; }
   Event event(std::string_view name) const { return Event(name, id_, peer_str_); }
   void audit(const Event& e) const;
 
  private:
   enum Tag { tag_client = 1, tag_upstream = 2 };
-  void close_session(std::string_view reason);
+  void close_session(EndReason reason);
   void finish_if_done();
   void flush_deferred();
   void replace_data(DataChannel* d);
   void sync_client_pause();
   void release_slot();
+  void update_busy();
 
   Worker& srv_;
   std::shared_ptr<const Snapshot> snap_;
@@ -141,10 +144,12 @@ class Session : public StreamHandler, public CoreSink {
   DataChannel* data_ = nullptr;
   std::unique_ptr<SessionCore> core_;
   int handles_ = 0;
-  std::uint64_t opened_ms_ = 0, last_client_ms_ = 0, closing_since_ms_ = 0, connect_started_ms_ = 0;
+  std::uint64_t opened_ms_ = 0;
+  SessionTimers timers_;
   // The worker's limit on upstream connections waiting for the server's first reply.
   enum class UpstreamSlot : std::uint8_t { none, queued, held, done } slot_ = UpstreamSlot::none;
   bool closing_ = false, client_eof_ = false, logged_session_close_ = false;
+  bool data_up_ = false;  // a data connection's two legs are connected
 
   // The transfer in progress (from its 1xx to its completion reply)
   struct Transfer {
@@ -165,6 +170,8 @@ class Session : public StreamHandler, public CoreSink {
   } last_data_;
   std::string deferred_;  // completion reply waiting for the data to drain
   bool has_deferred_ = false;
+  std::string held_;      // replies that came after the deferred one
+  bool quit_after_deferred_ = false;  // QUIT answered 221 while a reply waits
   bool pending_close_ = false;  // too many failed logins: 421 after this reply
 };
 

@@ -22,6 +22,20 @@ constexpr std::string_view kReplyOverflow = "421 Reply from the server too long,
 
 int code_of_line(std::string_view l) { return (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0'); }
 
+bool opens_data(Verb v) {
+  switch (v) {
+    case Verb::PASV:
+    case Verb::EPSV:
+    case Verb::LPSV:
+    case Verb::PORT:
+    case Verb::EPRT:
+    case Verb::LPRT:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool feat_line_is_tls(std::string_view line) {
   while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
   auto tok = line.substr(0, line.find(' '));
@@ -70,6 +84,10 @@ void SessionCore::finish(std::uint64_t now_us, CoreSink& sink) {
   draining_ = true;
   update_pause();
   pump_client(now_us, sink);
+}
+
+void SessionCore::on_data_event(DataEvent e) {
+  if (e == DataEvent::server_leg || e == DataEvent::opened) server_leg_seen_ = true;
 }
 
 std::uint64_t SessionCore::waiting_since_us() const {
@@ -167,7 +185,7 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
       proxy_reply(kFloodReply, cmd, line.offset, sink);
       closed_ = true;
       paused_ = true;
-      sink.close("bad-line-flood");
+      sink.close(EndReason::bad_line_flood);
     }
     return;
   }
@@ -303,6 +321,9 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   }
   if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
   if (cmd.verb == Verb::USER) state_ |= pbit(Predicate::user_sent);
+  // A new data setup: a 125 from now on needs a connection made for it. (Not
+  // at its reply: a server may connect for PORT before its 200 is read.)
+  if (opens_data(cmd.verb)) server_leg_seen_ = false;
   push_pending({cmd.verb, sent, false, false, epsv_all, now_us});
   update_pause();
   sink.send_to_server(to_send);
@@ -472,7 +493,7 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
     if (!settings_.observe) sink.send_to_client(kReplyOverflow);
     closed_ = true;
     paused_ = true;
-    sink.close("reply-overflow");
+    sink.close(EndReason::reply_overflow);
     return;
   }
   if (r.problem == ReplyProblem::malformed) {
@@ -488,7 +509,7 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
               FindingAction::logged, 0, reply_offset_);
     forward_reply(r, nullptr, -1, sink, false);
     update_pause();
-    if (r.code == 421) sink.close("upstream-421");
+    if (r.code == 421) sink.close(EndReason::upstream_421);
     return;
   }
   if (count_ == 0) {
@@ -520,7 +541,7 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
     if (p.preliminary && r.code != 110)
       finding(sink, "reply-preliminary-repeated", "a second 1xx reply before the completion", Severity::warning,
               Side::server, &cmd, FindingAction::logged, 0, reply_offset_);
-    if (r.code == 125 && !settings_.observe && !upstream_data_open_)
+    if (r.code == 125 && !settings_.observe && !server_leg_seen_)
       finding(sink, "reply-125-without-data", "125 but no data connection to the server is open", Severity::warning,
               Side::server, &cmd, FindingAction::logged, 0, reply_offset_);
     const bool first = !p.preliminary;
@@ -579,7 +600,11 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
   if (transfer_end) sink.transfer_finished(r.code);
   forward_reply(r, &done, latency, sink, transfer_end);
   update_pause();
-  if (r.code == 421) sink.close("upstream-421");
+  if (r.code == 421) sink.close(EndReason::upstream_421);
+  // RFC 959 §4.1.1: QUIT answered 221 ends the session; the server closes
+  // the connection after it. Said here so the session's end is named for the
+  // client's QUIT, not for the server's close that follows.
+  else if (done.verb == Verb::QUIT && r.code == 221) sink.close(EndReason::quit);
 }
 
 }  // namespace ftpw

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "command.h"
+#include "end_reason.h"
 #include "framer.h"
 #include "netaddr.h"
 #include "reply.h"
@@ -63,6 +64,18 @@ struct Finding {
   std::uint64_t offset;        // stream offset on `side`
 };
 
+// Data-connection facts the proxy reports. A server may answer 125 ("already
+// open") as soon as it has accepted the proxy's connection, before the proxy's
+// own connect callback has run; and for an empty file the connection can open
+// and close before the 125 is read. So what counts is that a connection with
+// the server was made or begun since the data setup, not that it is open now.
+enum class DataEvent : std::uint8_t {
+  server_leg,  // the proxy began connecting to the server's data port (passive)
+               // or accepted the server's connection (active)
+  opened,      // both legs connected
+  closed,      // the data connection ended
+};
+
 struct TransferStart {
   Verb verb;
   std::string_view path;
@@ -92,7 +105,7 @@ class CoreSink {
   // ABOR: tear the data connection down now.
   virtual void abort_data() {}
   // Close the session after what was sent so far has been flushed.
-  virtual void close(std::string_view reason) { (void)reason; }
+  virtual void close(EndReason reason) { (void)reason; }
 };
 
 struct CoreSettings {
@@ -120,8 +133,8 @@ class SessionCore {
 
   void on_client_bytes(std::string_view bytes, std::uint64_t now_us, CoreSink& sink);
   void on_server_bytes(std::string_view bytes, std::uint64_t now_us, CoreSink& sink);
-  // The data connection to the server opened / closed (for the 125 check).
-  void on_upstream_data(bool open) { upstream_data_open_ = open; }
+  // What the data connection toward the server did, for the 125 check.
+  void on_data_event(DataEvent e);
   // The client closed its side: nothing more will come from it.
   bool client_paused() const { return paused_; }
   // Client bytes received while paused, waiting to be judged.
@@ -184,7 +197,7 @@ class SessionCore {
   bool greeted_ = false;
   bool paused_ = true;  // until the greeting arrives
   bool closed_ = false;
-  bool upstream_data_open_ = false;
+  bool server_leg_seen_ = false;  // since the last data setup command went out
   bool in_pump_ = false;
   bool draining_ = false;
 };

@@ -658,6 +658,20 @@ class Proxy:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def stats(self, timeout: float = 5.0) -> dict[str, int]:
+        """The workers' counters, summed (proxy/worker_stats.h): SIGUSR1 makes
+        the proxy print them on its operational log; returns the new line's."""
+        before = self.stderr().count(" stats: ")
+        self.proc.send_signal(signal.SIGUSR1)
+        end = time.monotonic() + timeout
+        while True:
+            lines = [l for l in self.stderr().splitlines() if " stats: " in l]
+            if len(lines) > before:
+                return {k: int(v) for k, v in (kv.split("=") for kv in lines[before].split(" stats: ", 1)[1].split())}
+            if time.monotonic() > end:
+                raise TimeoutError(f"no stats line from {self}")
+            time.sleep(0.02)
+
     def terminate(self, timeout: float = 5.0) -> int:
         """SIGTERM and wait; returns the exit status (negative: killed by a signal)."""
         if self.proc is None:

@@ -422,6 +422,7 @@ def test_failed_logins_cool_down(server, make_proxy, tmp_path):
     assert len(closed) == 1 and len(still_open) == 2, (closed, still_open)
     got = replies_until_close(closed[0], 3.0)
     assert [r.code for r in got] == [421] and "failed logins" in got[0].text
+    proxy.wait_event("session_close", reason="login-failures")
     blocked_at = time.monotonic()
 
     # the address is refused for the cool-down

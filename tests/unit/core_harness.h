@@ -49,7 +49,11 @@ struct Recorder : CoreSink {
   }
   void transfer_finished(int) override { ++transfers_finished; }
   void abort_data() override { ++aborts; }
-  void close(std::string_view) override { ++closes; }
+  void close(EndReason r) override {
+    ++closes;
+    last_close = r;
+  }
+  EndReason last_close = EndReason::connection_closed;
 };
 
 struct CoreRig {

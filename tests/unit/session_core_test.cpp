@@ -125,7 +125,8 @@ TEST(SessionCore, Reply125AnnotatedAndCompletionAfterData) {
   r.login();
   r.client("EPSV");
   r.server("229 (|||40001|)");
-  r.core->on_upstream_data(true);
+  r.core->on_data_event(DataEvent::server_leg);
+  r.core->on_data_event(DataEvent::opened);
   r.client("RETR f");
   r.server("125 Data connection already open. Transfer starting.");
   EXPECT_EQ(r.rec.transfers_started, 1);
@@ -262,4 +263,109 @@ TEST(SessionCore, ServerCannotInjectRepliesThroughText) {
   // sees the same two lines, neither a reply the proxy did not account for.
   EXPECT_EQ(r.take_client(), "257 \"x\r\nfake\" created\r\n");
   EXPECT_TRUE(has(r.rec.findings, "reply-malformed:logged"));
+}
+
+TEST(SessionCore, QuitAnswered221EndsTheSessionAsQuit) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.client("QUIT");
+  EXPECT_EQ(r.rec.closes, 0);
+  r.server("221 Goodbye.");
+  EXPECT_EQ(r.rec.closes, 1);
+  EXPECT_EQ(r.rec.last_close, EndReason::quit);
+  EXPECT_EQ(name_of(r.rec.last_close), "quit");
+}
+
+TEST(SessionCore, QuitRefusedDoesNotEndTheSession) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.client("QUIT");
+  r.server("500 Not now.");
+  EXPECT_EQ(r.rec.closes, 0);
+  r.client("NOOP");
+  r.server("221 Goodbye.");  // a 221 that answers NOOP is no QUIT
+  EXPECT_EQ(r.rec.closes, 0);
+}
+
+// The event orders a fast client produces (PASV, connect, RETR at once)
+// against a server that answers 125 as soon as it has accepted the proxy's
+// data connection: none of them is a finding about the server.
+TEST(SessionCore, Reply125BeforeTheProxysConnectCompletes) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.client("PASV");
+  r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
+  r.core->on_data_event(DataEvent::server_leg);  // the client connected; the proxy connects on
+  r.client("RETR f");
+  r.server("125 Data connection already open. Transfer starting.");
+  r.core->on_data_event(DataEvent::opened);  // the proxy's connect callback, after the 125
+  r.core->on_data_event(DataEvent::closed);
+  r.server("226 Transfer complete.");
+  EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings.front();
+  EXPECT_TRUE(r.rec.last_reused);
+  EXPECT_EQ(r.rec.transfers_finished, 1);
+}
+
+TEST(SessionCore, Reply125AfterTheDataConnectionCameAndWent) {
+  CoreRig r(Mode::audit);
+  r.login();
+  r.client("EPSV");
+  r.server("229 Entering Extended Passive Mode (|||40001|)");
+  r.core->on_data_event(DataEvent::server_leg);
+  r.core->on_data_event(DataEvent::opened);
+  r.core->on_data_event(DataEvent::closed);  // an empty file: done before the 125 is read
+  r.client("RETR empty");
+  r.server("125 Data connection already open. Transfer starting.");
+  r.server("226 Transfer complete.");
+  EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings.front();
+  EXPECT_TRUE(r.rec.last_reused);
+}
+
+TEST(SessionCore, Reply125WithNoDataConnectionForThisSetupIsAFinding) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.client("PASV");
+  r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
+  r.core->on_data_event(DataEvent::server_leg);
+  r.core->on_data_event(DataEvent::opened);
+  r.core->on_data_event(DataEvent::closed);
+  r.client("RETR a");
+  r.server("125 Data connection already open. Transfer starting.");
+  r.server("226 Transfer complete.");
+  EXPECT_TRUE(r.rec.findings.empty());
+  // A new setup: the previous connection does not count for it.
+  r.client("PASV");
+  r.server("227 Entering Passive Mode (127,0,0,2,156,66).");
+  r.client("RETR b");
+  r.server("125 Data connection already open. Transfer starting.");
+  ASSERT_EQ(r.rec.findings.size(), 1u);
+  EXPECT_EQ(r.rec.findings[0], "reply-125-without-data:logged");
+}
+
+TEST(SessionCore, Reply125ForAnActiveConnectionMadeBeforeThe200) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.client("PORT 127,0,0,1,200,10");
+  r.core->on_data_event(DataEvent::server_leg);  // the server connects for PORT at once
+  r.server("200 Active data connection established.");
+  r.client("RETR f");
+  r.server("125 Data connection already open. Transfer starting.");
+  EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings.front();
+}
+
+// lftp to a server that lists CLNT and LANG in FEAT (ProFTPD): both go before
+// USER (RFC 2640 §4.1: LANG SHOULD precede authentication), as does HOST.
+TEST(SessionCore, LangClntAndHostBeforeLoginPass) {
+  CoreRig r(Mode::enforce);  // greeted
+  for (const char* cmd : {"FEAT", "CLNT lftp/4.9.2", "LANG", "OPTS UTF8 ON", "HOST ftp.example.org"}) {
+    r.client(cmd);
+    EXPECT_EQ(r.take_server(), std::string(cmd) + "\r\n");
+    r.server(std::string(cmd) == "FEAT" ? "211 End" : std::string(cmd).rfind("HOST", 0) == 0 ? "220 ok" : "200 ok");
+  }
+  EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings.front();
+  r.client("USER u");
+  r.server("331 pw");
+  r.client("PASS p");
+  r.server("230 in");
+  EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings.front();
 }

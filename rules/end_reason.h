@@ -1,0 +1,25 @@
+// Why a session ended (rules/end_reasons.def holds the list).
+#pragma once
+#include <cstdint>
+#include <string_view>
+
+namespace ftpw {
+
+enum class EndReason : std::uint8_t {
+#define FTPW_END_REASON(e, name, doc) e,
+#include "end_reasons.def"
+#undef FTPW_END_REASON
+};
+
+constexpr std::string_view name_of(EndReason r) {
+  switch (r) {
+#define FTPW_END_REASON(e, name, doc) \
+  case EndReason::e:                  \
+    return name;
+#include "end_reasons.def"
+#undef FTPW_END_REASON
+  }
+  return "unknown";
+}
+
+}  // namespace ftpw

@@ -1,0 +1,126 @@
+"""How a session ends, as the audit log's session_close names it: the list in
+rules/end_reasons.def is the one the README documents, and each way a
+session ends that no other test file covers is driven here for real (QUIT,
+QUIT behind a download still draining, the server's 421, the proxy's
+shutdown, too many failed logins)."""
+from __future__ import annotations
+
+import re
+import socket
+import threading
+
+from clients import RawClient, Target
+from servers import REPO
+
+
+def end_reasons() -> list[str]:
+    text = (REPO / "rules" / "end_reasons.def").read_text()
+    return re.findall(r'^FTPW_END_REASON\(\w+, "([a-z0-9-]+)"', text, re.M)
+
+
+def test_every_reason_is_in_the_readme_table():
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("| `reason` |")
+    table = readme[start:readme.index("\n\n", start)]
+    documented = re.findall(r"^\| `([a-z0-9-]+)` \|", table, re.M)[1:]  # after the header
+    assert documented == end_reasons()
+
+
+def test_quit_is_logged_as_quit(server, make_proxy):
+    proxy = make_proxy(server, mode="enforce")
+    with RawClient.to(Target.via(proxy, server)) as c:
+        c.login()
+        assert c.cmd("QUIT").code == 221
+        c.sock.settimeout(5)
+        assert c.sock.recv(100) == b""  # the proxy closes after the 221
+    ev = proxy.wait_event("session_close")
+    assert ev["reason"] == "quit", ev
+
+
+def early_completion_server(scripted_server, size: int):
+    """A scripted upstream whose RETR answers 150 and 226 at once while its
+    data connection is still sending `size` bytes: the completion reply is
+    in long before the data (as from a server that reports success once the
+    file is queued). QUIT gets 221."""
+    state = {}
+
+    def epsv(line):
+        lst = socket.socket()
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(1)
+        state["lst"] = lst
+        return f"229 Entering Extended Passive Mode (|||{lst.getsockname()[1]}|)\r\n".encode()
+
+    def send_file():
+        lst = state.pop("lst")
+        d, _ = lst.accept()
+        lst.close()
+        try:
+            d.sendall(bytes(size))
+        finally:
+            d.close()
+
+    def retr(line):
+        threading.Thread(target=send_file, daemon=True).start()
+        return b"150 Sending.\r\n226 Done.\r\n"
+
+    return scripted_server({"TYPE": b"200 Binary.\r\n", "EPSV": epsv, "RETR": retr})
+
+
+def test_quit_behind_a_download_still_draining(scripted_server, make_proxy):
+    """RETR and QUIT sent together, the data read only afterwards: the 226 and
+    the 221 reach the proxy while the file is still on its way. The client
+    gets every byte, then 226, then 221, in that order; the session ends as a
+    QUIT, not as the server's close that follows it."""
+    size = 24 << 20  # more than the socket buffers toward a client that does not read can hold
+    up = early_completion_server(scripted_server, size)
+    proxy = make_proxy(up, mode="enforce")
+    with RawClient.to(Target.via(proxy, up), timeout=15) as c:
+        c.login()
+        assert c.cmd("TYPE I").code == 200
+        port = c.epsv()
+        d = socket.socket()
+        d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        d.connect(("127.0.0.1", port))
+        c.send(b"RETR big.bin\r\nQUIT\r\n")
+        assert c.reply().code == 150
+        proxy.wait_event("reply", code=221, timeout=10)  # both replies are in; the data is not
+        d.settimeout(15)
+        got = 0
+        while chunk := d.recv(1 << 16):
+            got += len(chunk)
+        d.close()
+        assert got == size
+        assert [c.reply().code, c.reply().code] == [226, 221]
+        c.sock.settimeout(5)
+        assert c.sock.recv(100) == b""
+    ev = proxy.wait_event("session_close")
+    assert ev["reason"] == "quit", ev
+    (t,) = proxy.events("transfer")
+    assert t["code"] == 226 and t["bytes"] == size, t
+
+
+def test_server_421_is_upstream_421(scripted_server, make_proxy):
+    up = scripted_server({"NOOP": b"421 Shutting down, sorry.\r\n"})
+    proxy = make_proxy(up, mode="enforce")
+    with RawClient.to(Target.via(proxy, up)) as c:
+        c.login()
+        r = c.cmd("NOOP")
+        assert r.code == 421 and "Shutting down" in r.text, r
+        c.sock.settimeout(5)
+        assert c.sock.recv(100) == b""
+    assert proxy.wait_event("session_close")["reason"] == "upstream-421"
+
+
+def test_shutdown_grace_over_is_shutdown(server, make_proxy, tmp_path):
+    cfg = tmp_path / "grace.toml"
+    cfg.write_text("[limits]\nshutdown_grace_s = 1\n")
+    proxy = make_proxy(server, mode="enforce", extra_args=["--config", str(cfg)])
+    c = RawClient.to(Target.via(proxy, server))
+    c.login()
+    assert proxy.terminate(timeout=10) == 0
+    r = c.reply()
+    assert r.code == 421 and "shutting down" in r.text, r
+    c.close()
+    closes = [e for e in proxy.audit() if e["event"] == "session_close"]
+    assert [e["reason"] for e in closes] == ["shutdown"], closes
