@@ -13,8 +13,19 @@ apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build pkg-config git ca-certificates \
   libuv1-dev libspdlog-dev libtomlplusplus-dev libgtest-dev libbenchmark-dev \
   clang libclang-rt-14-dev \
-  python3 python3-pytest python3-pyftpdlib curl lftp tnftp libpam-modules libwrap0 libcap2 libssl3 passwd procps >/dev/null
-if ! command -v vsftpd >/dev/null && [ ! -x /usr/sbin/vsftpd ] && [ ! -x /opt/ftpsrv/vsftpd/usr/sbin/vsftpd ]; then
-  mkdir -p /opt/ftpsrv
-  (cd /opt/ftpsrv && apt-get download vsftpd >/dev/null 2>&1 && mkdir -p vsftpd && dpkg -x vsftpd_*.deb vsftpd)
-fi
+  python3 python3-pytest python3-pyftpdlib curl lftp tnftp wget ncftp util-linux \
+  libpam-modules libwrap0 libcap2 libssl3 passwd procps \
+  libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libacl1 libsodium23 >/dev/null
+# The FTP servers of the client x server matrix, unpacked (never installed:
+# they conflict with each other in apt and would start system services):
+# /opt/ftpsrv/<name>/usr/sbin/<binary>.
+unpack() {  # name package...
+  local name=$1; shift
+  [ -d "/opt/ftpsrv/$name/usr" ] && return 0
+  mkdir -p "/opt/ftpsrv/$name" /opt/ftpsrv/dl
+  (cd /opt/ftpsrv/dl && apt-get download "$@" >/dev/null 2>&1)
+  for p in "$@"; do dpkg -x /opt/ftpsrv/dl/"${p}"_*.deb "/opt/ftpsrv/$name"; done
+}
+if ! command -v vsftpd >/dev/null && [ ! -x /usr/sbin/vsftpd ]; then unpack vsftpd vsftpd; fi
+unpack proftpd proftpd-core
+unpack pure-ftpd pure-ftpd pure-ftpd-common

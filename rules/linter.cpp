@@ -237,14 +237,20 @@ LintResult lint(std::string_view content, std::shared_ptr<const RuleSet> rules) 
       }
     });
   } else {
-    Stream& st = stream("");
+    // "# session" starts the next session of a transcript that holds several.
+    int session = 0;
+    Stream* st = &stream("0");
     for_each_line(content, [&](std::string_view l, std::size_t no) {
+      if (l.substr(0, 9) == "# session") {
+        st = &stream(std::to_string(++session));
+        return;
+      }
       if (l.empty() || l.front() == '#' || l.find_first_not_of(" \t") == std::string_view::npos) return;
       if (l.size() >= 2 && (l[0] == 'C' || l[0] == 'S') && l[1] == ':') {
         std::string_view text = l.substr(2);
         if (!text.empty() && text.front() == ' ') text.remove_prefix(1);
         ++res.messages;
-        feed(st, l[0] == 'C', text, no);
+        feed(*st, l[0] == 'C', text, no);
       } else {
         res.findings.push_back({no, "lint-unrecognised-line", "neither 'C: ' nor 'S: ' nor a comment", Severity::warning});
       }

@@ -4,7 +4,8 @@
 // Input formats (detected per file):
 //  - transcript: one message line per file line, "C: " before what the client
 //    sent, "S: " before what the server sent, a multi-line reply as consecutive
-//    "S: " lines; blank lines and lines starting with '#' are ignored;
+//    "S: " lines; blank lines and lines starting with '#' are ignored, but
+//    for "# session", which starts the next of several sessions in one file;
 //  - ftpwarden's own JSON Lines audit log (command / reply events, several
 //    sessions interleaved).
 // No I/O: the caller reads the file and prints the findings.

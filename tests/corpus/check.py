@@ -8,11 +8,12 @@ import sys
 
 binary, corpus = sys.argv[1], sys.argv[2]
 failed = 0
-cases = sorted(f for f in os.listdir(corpus) if f.endswith((".ftp", ".jsonl")))
+cases = sorted(os.path.relpath(os.path.join(d, f), corpus) for d, _, files in os.walk(corpus)
+               for f in files if f.endswith((".ftp", ".jsonl")))
 for case in cases:
     path = os.path.join(corpus, case)
     p = subprocess.run([binary, "lint", path], capture_output=True, text=True, timeout=30)
-    got = [f"exit {p.returncode}"] + [l.replace(path, case) for l in p.stdout.splitlines()]
+    got = [f"exit {p.returncode}"] + [l.replace(path, os.path.basename(case)) for l in p.stdout.splitlines()]
     with open(path + ".expected") as f:
         want = f.read().splitlines()
     if got != want:

@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clients import Target  # noqa: E402
 from servers import (FTP_PASSWORD, FTP_USER, Proxy, PyftpdServer, ScriptedServer, VsftpdServer,  # noqa: E402
                      find_proxy_binary, find_vsftpd, populate_tree, sha256_bytes, sha256_file)
+from server_proftpd import ProftpdServer, find_proftpd  # noqa: E402
+from server_pureftpd import PureftpdServer, find_pureftpd  # noqa: E402
 
 SERVER_KINDS = ["vsftpd", "pyftpdlib"]
 
@@ -79,6 +81,32 @@ def pyftpdlib_server(ftp_password):
         yield srv
     finally:
         srv.cleanup()
+
+
+def unpacked_server(cls, binary: str | None, name: str, why_root: str, password: str):
+    """A matrix server unpacked under /opt/ftpsrv by deploy/install-deps.sh:
+    skipped without root, a failure when missing (the test command installs it)."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{name} tests need root ({why_root})")
+    if binary is None:
+        pytest.fail(f"{name} not found: deploy/install-deps.sh unpacks it under /opt/ftpsrv/{name}")
+    srv = cls(FTP_USER, password, binary)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.cleanup()
+
+
+@pytest.fixture(scope="session")
+def proftpd_server(ftp_password):
+    yield from unpacked_server(ProftpdServer, find_proftpd(), "proftpd", "it runs sessions as nobody", ftp_password)
+
+
+@pytest.fixture(scope="session")
+def pureftpd_server(ftp_password):
+    yield from unpacked_server(PureftpdServer, find_pureftpd(), "pure-ftpd",
+                               "a private mount namespace for its syslog", ftp_password)
 
 
 @pytest.fixture(params=SERVER_KINDS)

@@ -280,6 +280,34 @@ class FtpServer:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
 
+    pasv_ports = 200  # size of the passive range
+
+    def _popen(self, argv: list[str]) -> None:
+        out = open(self.stdout_path, "ab")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        out.close()
+
+    def _start_until_greeted(self, launch, banner: str, tries: int) -> None:
+        """Picks a control port and a passive range, then `launch()` (which
+        starts self.proc), until the server greets there with `banner` in its
+        greeting: a greeting from whoever else took the port does not count."""
+        last = ""
+        for _ in range(tries):
+            self.port = free_port()
+            self.pasv_range = free_port_range(10000, 19999, count=self.pasv_ports)
+            launch()
+            try:
+                greeting = wait_for_greeting(self.port, timeout=5, proc=self.proc)
+                if banner in greeting and self.alive():
+                    return
+                last = f"port {self.port} taken by another server ({greeting})"
+            except RuntimeError as e:
+                last = str(e)
+            last += " / " + self.stdout_path.read_text(errors="replace")[-500:]
+            FtpServer.stop(self)
+        raise RuntimeError(f"{self.kind} did not start: {last}")
+
     # -- log
     def log_mark(self) -> int:
         """Current size of the server's log; pass it to entries()/commands()."""
@@ -475,32 +503,18 @@ class VsftpdServer(FtpServer):
             os.chown(dirpath, uid, -1)
             for f in filenames:
                 os.chown(os.path.join(dirpath, f), uid, -1)
-        last = ""
-        for _ in range(tries):
-            self.port = free_port()
-            self.pasv_range = free_port_range(10000, 19999, count=self.pasv_ports)
+        def launch():
             self.conf.write_text(VSFTPD_CONF.format(
                 port=self.port, root=self.root, pasv_lo=self.pasv_range[0], pasv_hi=self.pasv_range[1],
                 pam=PAM_SERVICE, empty=self.empty, log=self.log, tag=self.base.name,
                 logging="YES" if self.protocol_log else "NO"))
             os.chown(self.conf, 0, 0)  # vsftpd refuses a config not owned by root
             self.conf.chmod(0o600)
-            out = open(self.stdout_path, "ab")
-            self.proc = subprocess.Popen([self.binary, str(self.conf)], stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            out.close()
-            try:
-                greeting = wait_for_greeting(self.port, timeout=5, proc=self.proc)
-                # the banner names this instance: a greeting from whoever
-                # else took the port in the meantime does not count
-                if self.base.name in greeting and self.alive():
-                    return self
-                last = f"port {self.port} taken by another server ({greeting})"
-            except RuntimeError as e:
-                last = str(e)
-            last += " / " + self.stdout_path.read_text(errors="replace")[-500:]
-            self.stop()
-        raise RuntimeError(f"vsftpd did not start: {last}")
+            self._popen([self.binary, str(self.conf)])
+
+        # the banner names this instance
+        self._start_until_greeted(launch, self.base.name, tries)
+        return self
 
     def entries(self, since: int = 0) -> list[LogEntry]:
         """Log entries; `session` is "conn <pid>" of the connection's first process.

@@ -88,3 +88,30 @@ TEST(Linter, JsonReader) {
   EXPECT_FALSE(parse_flat_json("{\"a\":", f));
   EXPECT_FALSE(parse_flat_json("[1]", f));
 }
+
+TEST(Linter, SeveralSessionsInOneTranscript) {
+  auto rules = test::load_rules("rules/default.toml");
+  const char* two = "# session 1\n"
+                    "S: 220 hi\n"
+                    "C: USER u\n"
+                    "S: 331 pw\n"
+                    "C: PASS p\n"
+                    "S: 230 ok\n"
+                    "C: QUIT\n"
+                    "S: 221 bye\n"
+                    "# session 2\n"
+                    "S: 220 hi\n"
+                    "C: USER u\n"
+                    "S: 331 pw\n"
+                    "C: PASS p\n"
+                    "S: 230 ok\n"
+                    "C: RNTO b\n"
+                    "S: 503 no\n";
+  auto res = lint(two, rules);
+  ASSERT_TRUE(res.usable);
+  // Each session starts fresh: the second greeting is no unsolicited reply,
+  // and the second login is judged on its own.
+  ASSERT_EQ(res.findings.size(), 1u) << res.findings.front().rule;
+  EXPECT_EQ(res.findings[0].rule, "rnto-needs-rnfr");
+  EXPECT_EQ(res.findings[0].line, 15u);
+}
