@@ -72,7 +72,23 @@ Worker::Worker(int index, std::shared_ptr<const Snapshot> snap, AuditLog& audit,
   async_.data = this;
 }
 
-Worker::~Worker() { uv_loop_close(&loop_); }
+Worker::~Worker() {
+  if (uv_loop_close(&loop_) == 0) return;
+  // A loop that ran to its end has closed every handle; one that never ran
+  // (start-up failed) still has its timer, async and listener. Anything else
+  // left is a leak: say so, then close what is left so the loop can go.
+  std::size_t open = 0;
+  uv_walk(
+      &loop_,
+      [](uv_handle_t* h, void* n) {
+        ++*static_cast<std::size_t*>(n);
+        if (!uv_is_closing(h)) uv_close(h, nullptr);
+      },
+      &open);
+  if (ran_) spdlog::error("worker {}: {} libuv handle(s) still open at exit", index_, open);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  if (int rc = uv_loop_close(&loop_); rc != 0) spdlog::error("worker {}: event loop not closed: {}", index_, uv_strerror(rc));
+}
 
 std::string Worker::next_session_id() {
   char buf[40];
@@ -94,6 +110,7 @@ int Worker::listen(const NetAddr& addr, bool reuseport, std::string& error) {
 }
 
 void Worker::run() {
+  ran_ = true;
   AuditLog::begin_batching();
   uv_timer_start(&timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->tick(); }, kTickMs, kTickMs);
   // Sleeping in epoll and being woken costs tens of microseconds on a
@@ -300,7 +317,7 @@ int Server::start(std::string& error) {
   uv_signal_start(&sigint_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->drain(); }, SIGINT);
   uv_signal_start(&sighup_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->reload(); }, SIGHUP);
   uv_signal_start(&sigusr1_, [](uv_signal_t* s, int) {
-    spdlog::info("stats: {}", static_cast<Server*>(s->data)->totals().to_string());
+    spdlog::info("stats: {}", static_cast<Server*>(s->data)->stats_line());
   }, SIGUSR1);
   return 0;
 }
@@ -330,9 +347,13 @@ void Server::run() {
   uv_run(main_, UV_RUN_DEFAULT);
   for (auto& t : threads_) t.join();
   threads_.clear();
-  spdlog::info("stats at exit: {}", totals().to_string());
+  spdlog::info("stats at exit: {}", stats_line());
   audit_.flush();
   uv_loop_close(main_);
+}
+
+std::string Server::stats_line() const {
+  return totals().to_string() + " audit_records_dropped=" + std::to_string(audit_.dropped());
 }
 
 StatTotals Server::totals() const {

@@ -108,7 +108,7 @@ class Worker : public ListenerHandler {
   bool drain_requested_ = false;
   std::shared_ptr<const Snapshot> new_snap_;
   std::uint64_t drain_deadline_ms_ = 0, ticks_ = 0, seq_ = 0;
-  bool draining_ = false, stopped_ = false;
+  bool draining_ = false, stopped_ = false, ran_ = false;
   WorkerStats stats_;
 };
 
@@ -128,6 +128,7 @@ class Server {
   void reload();
   void drain();
   StatTotals totals() const;
+  std::string stats_line() const;  // the workers' totals and the audit log's drops
 
   std::shared_ptr<const Snapshot> snap_;
   AuditLog& audit_;

@@ -13,67 +13,13 @@
 #include "net.h"
 #include "session_core.h"
 #include "session_timers.h"
-#include "socket_relay.h"
+#include "data_channel.h"
 
 namespace ftpw {
 
 class Worker;
-class Session;
 
-// A data connection: a listener (the proxy's passive port, or its active port
-// toward the server) and two legs, relayed both ways with backpressure.
-class DataChannel : public StreamHandler, public ListenerHandler, public RelayOwner {
- public:
-  enum class Kind : std::uint8_t { passive, active };
-  DataChannel(Session& s, Kind kind, const NetAddr& target);
-
-  // Binds the listener; returns the address to announce, or nullopt.
-  std::optional<NetAddr> open(const NetAddr& bind_host, const std::optional<NetAddr>& announce);
-  void abort(std::string_view reason);
-  bool cut() const { return cut_; }  // the proxy ended it (timeout, ABOR, session end)
-  bool connected() const { return client_ && server_ && client_->connected() && server_->connected(); }
-  bool listening() const { return listener_ != nullptr; }
-  std::uint64_t downloaded() const { return down_; }
-  std::uint64_t uploaded() const { return up_; }
-  bool ended() const { return ended_; }
-
-  // StreamHandler
-  void on_data(Stream& s, const char* p, std::size_t n) override;
-  void on_eof(Stream& s) override;
-  void on_error(Stream& s, int err) override;
-  void on_connect(Stream& s, int status) override;
-  void on_drain(Stream& s) override;
-  void on_shutdown(Stream& s) override;
-  void on_closed(Stream& s) override;
-  // ListenerHandler
-  void on_connection(Listener& l) override;
-  void on_listener_closed(Listener& l) override;
-  // RelayOwner
-  void on_relayed(int dir, std::size_t n) override;
-  void on_relay_end(bool ok, const char* reason) override;
-  void on_relay_handle_closed() override;
-
- private:
-  enum Leg { client_leg = 1, server_leg = 2 };
-  Stream* other(Stream& s) { return &s == client_ ? server_ : client_; }
-  void both_up();
-  void end(std::string_view reason, bool delivered);
-  void maybe_gone();
-
-  Session& s_;
-  Kind kind_;
-  NetAddr target_;   // passive: the server's data port; active: the client's
-  Listener* listener_ = nullptr;
-  Stream* client_ = nullptr;
-  Stream* server_ = nullptr;
-  int handles_ = 0;
-  int port_ = -1;    // from the passive pool
-  std::uint64_t down_ = 0, up_ = 0;
-  bool ended_ = false, announced_ = false, cut_ = false;
-  SocketRelay relay_;
-};
-
-class Session : public StreamHandler, public CoreSink {
+class Session : public StreamHandler, public CoreSink, public DataOwner {
  public:
   Session(Worker& srv, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer);
   ~Session() override;
@@ -83,12 +29,8 @@ class Session : public StreamHandler, public CoreSink {
   void tick(std::uint64_t now_ms);
   // Ends the session now with a 421 to the client (shutdown, limits).
   void terminate(EndReason reason, std::string_view reply);
-  const NetAddr& peer() const { return peer_; }
   bool closing() const { return closing_; }
   Worker& server() { return srv_; }
-  const Config& cfg() const { return snap_->cfg; }
-  uv_loop_t* loop() const;
-  std::uint64_t now_ms() const;
 
   // StreamHandler (control legs)
   void on_data(Stream& s, const char* p, std::size_t n) override;
@@ -114,13 +56,19 @@ class Session : public StreamHandler, public CoreSink {
   void close(EndReason reason) override;
 
   // From the data channel
-  void data_opened(const DataChannel& d, const NetAddr& client_side, const NetAddr& server_side);
-  void data_server_leg();
-  void data_ended(const DataChannel& d, std::string_view reason, bool delivered);
-  void data_gone(DataChannel* d);
-  void data_event(std::string_view rule, std::string_view message, const NetAddr& who);
+  // DataOwner
+  uv_loop_t* loop() const override;
+  std::uint64_t now_ms() const override;
+  PortPool& ports() override;
+  const Config& cfg() const override { return snap_->cfg; }
+  const NetAddr& peer() const override { return peer_; }
+  SessionTimers& timers() override { return timers_; }
+  void data_opened(const DataChannel& d, const NetAddr& client_side, const NetAddr& server_side) override;
+  void data_server_leg() override;
+  void data_ended(const DataChannel& d, std::string_view reason, bool delivered) override;
+  void data_gone(DataChannel* d) override;
+  void data_event(std::string_view rule, std::string_view message, const NetAddr& who) override;
 
-  SessionTimers& timers() { return timers_; }
   Event event(std::string_view name) const { return Event(name, id_, peer_str_); }
   void audit(const Event& e) const;
 

@@ -1,5 +1,6 @@
 // What each worker counts, declared once: the struct, the totals line the
-// operational log prints (on SIGUSR1 and at shutdown) and the tests that read
+// operational log prints (on SIGUSR1 and at exit, with the audit log's
+// dropped records after them) and the tests that read
 // it all come from this list. Each worker owns its counters and touches them
 // on its own thread only; the totals are summed when they are read.
 #pragma once

@@ -310,3 +310,30 @@ def test_listen_ipv6(server, proxy_bin, tmp_path):
         t = [e for e in events if e["event"] == "transfer"]
         assert [(e["verb"], e["bytes"]) for e in t] == [("RETR", 1 << 20)], t
         assert p.terminate(timeout=5) == 0
+
+
+# ---------------------------------------------------------------------------
+# SIGUSR1: the workers' counters
+
+
+def test_sigusr1_counts_a_scripted_session(scripted_server, make_proxy):
+    """The counters move by exactly what one session did: one session, one
+    rejected violation, one forwarded NOOP, no transfer, nothing refused,
+    nothing dropped; the same line comes again at exit."""
+    up = scripted_server()
+    proxy = make_proxy(up, mode="enforce", extra_args=["--workers", "2"])
+    st0 = proxy.stats()
+    with RawClient.to(Target.via(proxy, up)) as c:
+        c.login()
+        assert c.cmd("RNTO nowhere").code == 503
+        assert c.cmd("NOOP").code == 200
+        assert c.cmd("QUIT").code == 221
+    proxy.wait_event("session_close", reason="quit")
+    st1 = proxy.stats()
+    delta = {k: st1[k] - st0[k] for k in st0}
+    assert delta["sessions_total"] == 1 and delta["violations"] == 1, delta
+    assert delta["sessions_refused"] == 0 and delta["transfers"] == 0, delta
+    assert st1["audit_records_dropped"] == 0
+    assert proxy.terminate(timeout=10) == 0
+    at_exit = [l for l in proxy.stderr().splitlines() if " stats at exit: " in l]
+    assert len(at_exit) == 1 and "sessions_total=1 " in at_exit[0], at_exit

@@ -1,0 +1,195 @@
+#include "data_channel.h"
+
+#include <spdlog/spdlog.h>
+
+namespace ftpw {
+
+DataChannel::DataChannel(DataOwner& s, Kind kind, const NetAddr& target) : s_(s), kind_(kind), target_(target) {}
+
+std::optional<NetAddr> DataChannel::open(const NetAddr& bind_host, const std::optional<NetAddr>& announce) {
+  listener_ = Listener::create(s_.loop(), this);
+  ++handles_;
+  s_.timers().data_listening(s_.now_ms());
+  NetAddr bind = bind_host;
+  if (kind_ == Kind::passive) {
+    PortPool& pool = s_.ports();
+    port_ = pool.acquire([&](std::uint16_t port) {
+      bind.port = port;
+      return listener_->listen(bind, 4) == 0;
+    });
+    if (port_ < 0) {
+      spdlog::warn("no free passive port in {}", s_.cfg().passive_ports);
+      return std::nullopt;
+    }
+  } else {
+    bind.port = 0;
+    if (listener_->listen(bind, 4) != 0) return std::nullopt;
+  }
+  auto local = listener_->local();
+  if (!local) return std::nullopt;
+  NetAddr out = announce ? *announce : *local;
+  out.port = local->port;
+  return out;
+}
+
+void DataChannel::on_connection(Listener& l) {
+  if (ended_) return;
+  Stream* st = l.accept(this, kind_ == Kind::passive ? client_leg : server_leg);
+  if (!st) return;
+  ++handles_;
+  auto peer = st->peer();
+  // SECURITY: only the session's own client (passive) or its server (active)
+  // may connect; anyone else is closed unread and unanswered, the listener
+  // keeps waiting for the right peer (data-port theft).
+  const NetAddr& expected = kind_ == Kind::passive ? s_.peer() : s_.cfg().upstream_addr;
+  if (!peer || !peer->same_host(expected)) {
+    s_.data_event("data-peer-mismatch", "data connection from an unexpected address closed", peer ? *peer : NetAddr{});
+    st->close();
+    return;
+  }
+  // Passive: the proxy connects to the server now; active: the server has
+  // connected. Either way the server may say 125 from here on.
+  s_.data_server_leg();
+  if (kind_ == Kind::passive) client_ = st;
+  else server_ = st;
+  st->pause(pause_not_ready);
+  st->start();
+  listener_->close();
+  listener_ = nullptr;
+  // Connect the other leg at once, so a server that sees its data connection
+  // open answers 125 (RFC 959 §4.2.2), as it would without the proxy.
+  Stream* leg = Stream::create(s_.loop(), this, kind_ == Kind::passive ? server_leg : client_leg);
+  ++handles_;
+  if (kind_ == Kind::passive) server_ = leg;
+  else client_ = leg;
+  sockaddr_storage ss;
+  to_sockaddr(target_, ss);
+  if (leg->connect(reinterpret_cast<sockaddr*>(&ss)) != 0) end("connect-failed", false);
+}
+
+void DataChannel::on_connect(Stream& s, int status) {
+  if (ended_) return;
+  if (status != 0) {
+    spdlog::debug("data connect to {} failed: {}", target_.to_string(), uv_strerror(status));
+    end("connect-failed", false);
+    return;
+  }
+  s.start();
+  both_up();
+}
+
+void DataChannel::both_up() {
+  if (!connected()) return;
+  // Announce the connection before relaying: the socket relay may move
+  // everything and end the channel (data_close) from within its start, after
+  // which neither leg has a peer address any more.
+  auto c = client_->peer(), v = server_->peer();
+  announced_ = true;
+  s_.data_opened(*this, c ? *c : NetAddr{}, v ? *v : NetAddr{});
+  uv_os_fd_t cfd, sfd;
+  const Config& cfg = s_.cfg();
+  if (cfg.relay_kind != RelayKind::stream && SocketRelay::supported() &&
+      uv_fileno(reinterpret_cast<uv_handle_t*>(client_->tcp()), &cfd) == 0 &&
+      uv_fileno(reinterpret_cast<uv_handle_t*>(server_->tcp()), &sfd) == 0) {
+    client_->pause(pause_relayed);
+    server_->pause(pause_relayed);
+    const auto kind = cfg.relay_kind == RelayKind::splice ? SocketRelay::Kind::splice : SocketRelay::Kind::copy;
+    if (relay_.start(s_.loop(), cfd, sfd, kind, static_cast<std::size_t>(cfg.relay_buffer_kib) << 10, this)) {
+      handles_ += relay_.handles();
+    } else {
+      client_->resume(pause_relayed);
+      server_->resume(pause_relayed);
+    }
+  }
+  client_->resume(pause_not_ready);
+  server_->resume(pause_not_ready);
+}
+
+void DataChannel::on_data(Stream& s, const char* p, std::size_t n) {
+  if (ended_) return;
+  Stream* o = other(s);
+  if (!o || o->closing()) return;
+  if (&s == server_) down_ += n;
+  else up_ += n;
+  s_.timers().data_moved(s_.now_ms());
+  o->write(std::string_view(p, n));
+  if (o->above_high()) s.pause(pause_peer_full);
+}
+
+void DataChannel::on_drain(Stream& s) {
+  if (Stream* o = other(s)) o->resume(pause_peer_full);
+}
+
+void DataChannel::on_eof(Stream& s) {
+  if (ended_) return;
+  // Half-close: pass the FIN on once what was read before it is written.
+  if (Stream* o = other(s)) o->shutdown();
+}
+
+void DataChannel::on_shutdown(Stream&) {
+  // One direction delivered completely: the transfer is over.
+  if (!ended_) end("complete", true);
+}
+
+void DataChannel::on_error(Stream&, int err) {
+  if (!ended_) end(uv_err_name(err), false);
+}
+
+void DataChannel::abort(std::string_view reason) {
+  if (ended_) return;
+  cut_ = true;
+  end(reason, false);
+}
+
+void DataChannel::on_relayed(int dir, std::size_t n) {
+  (dir == 0 ? up_ : down_) += n;
+  s_.timers().data_moved(s_.now_ms());
+}
+
+void DataChannel::on_relay_end(bool ok, const char* reason) {
+  if (!ended_) end(reason, ok);
+}
+
+void DataChannel::on_relay_handle_closed() {
+  --handles_;
+  maybe_gone();  // last statement: it may free this object
+}
+
+void DataChannel::end(std::string_view reason, bool delivered) {
+  ended_ = true;
+  relay_.stop();
+  if (listener_) {
+    listener_->close();
+    listener_ = nullptr;
+  }
+  if (client_) client_->close();
+  if (server_) server_->close();
+  // The handles are closing: the session may now send the reply that follows
+  // the data. This object lives on until their close callbacks (maybe_gone).
+  s_.data_ended(*this, std::string(reason), delivered);
+}
+
+void DataChannel::on_closed(Stream& s) {
+  --handles_;
+  if (&s != client_ && &s != server_) {  // a thief's connection, closed unread
+    maybe_gone();
+    return;
+  }
+  if (&s == client_) client_ = nullptr;
+  if (&s == server_) server_ = nullptr;
+  if (!ended_) end("closed", false);
+  maybe_gone();  // last statement: it may free this object
+}
+
+void DataChannel::on_listener_closed(Listener&) {
+  if (port_ >= 0) s_.ports().release(static_cast<std::uint16_t>(port_));
+  port_ = -1;
+  --handles_;
+  maybe_gone();
+}
+
+void DataChannel::maybe_gone() {
+  if (ended_ && handles_ == 0) s_.data_gone(this);
+}
+
+}  // namespace ftpw

@@ -1,0 +1,92 @@
+// A data connection: the proxy's listener (its passive port toward the
+// client, or its active port toward the server) and the two legs it joins,
+// relayed both ways with backpressure. It knows its owner only through
+// DataOwner: what it needs (loop, clock, ports, settings) and what it reports
+// (opened, ended, gone, a stranger refused). No FTP in here.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "config.h"
+#include "net.h"
+#include "port_pool.h"
+#include "session_timers.h"
+#include "socket_relay.h"
+
+namespace ftpw {
+
+class DataChannel;
+
+class DataOwner {
+ public:
+  virtual ~DataOwner() = default;
+  virtual uv_loop_t* loop() const = 0;
+  virtual std::uint64_t now_ms() const = 0;
+  virtual PortPool& ports() = 0;
+  virtual const Config& cfg() const = 0;
+  virtual const NetAddr& peer() const = 0;  // the client's control address
+  virtual SessionTimers& timers() = 0;      // data listening / moved
+  // The server leg began (passive: the proxy connects; active: the server connected).
+  virtual void data_server_leg() = 0;
+  virtual void data_opened(const DataChannel& d, const NetAddr& client_side, const NetAddr& server_side) = 0;
+  // Ended (complete or not); its handles are closing.
+  virtual void data_ended(const DataChannel& d, std::string_view reason, bool delivered) = 0;
+  // Every handle closed: the owner deletes it.
+  virtual void data_gone(DataChannel* d) = 0;
+  // A connection from the wrong address, closed unread.
+  virtual void data_event(std::string_view rule, std::string_view message, const NetAddr& who) = 0;
+};
+
+class DataChannel : public StreamHandler, public ListenerHandler, public RelayOwner {
+ public:
+  enum class Kind : std::uint8_t { passive, active };
+  DataChannel(DataOwner& s, Kind kind, const NetAddr& target);
+
+  // Binds the listener; returns the address to announce, or nullopt.
+  std::optional<NetAddr> open(const NetAddr& bind_host, const std::optional<NetAddr>& announce);
+  void abort(std::string_view reason);
+  bool cut() const { return cut_; }  // the proxy ended it (timeout, ABOR, session end)
+  bool connected() const { return client_ && server_ && client_->connected() && server_->connected(); }
+  bool listening() const { return listener_ != nullptr; }
+  std::uint64_t downloaded() const { return down_; }
+  std::uint64_t uploaded() const { return up_; }
+  bool ended() const { return ended_; }
+
+  // StreamHandler
+  void on_data(Stream& s, const char* p, std::size_t n) override;
+  void on_eof(Stream& s) override;
+  void on_error(Stream& s, int err) override;
+  void on_connect(Stream& s, int status) override;
+  void on_drain(Stream& s) override;
+  void on_shutdown(Stream& s) override;
+  void on_closed(Stream& s) override;
+  // ListenerHandler
+  void on_connection(Listener& l) override;
+  void on_listener_closed(Listener& l) override;
+  // RelayOwner
+  void on_relayed(int dir, std::size_t n) override;
+  void on_relay_end(bool ok, const char* reason) override;
+  void on_relay_handle_closed() override;
+
+ private:
+  enum Leg { client_leg = 1, server_leg = 2 };
+  Stream* other(Stream& s) { return &s == client_ ? server_ : client_; }
+  void both_up();
+  void end(std::string_view reason, bool delivered);
+  void maybe_gone();
+
+  DataOwner& s_;
+  Kind kind_;
+  NetAddr target_;   // passive: the server's data port; active: the client's
+  Listener* listener_ = nullptr;
+  Stream* client_ = nullptr;
+  Stream* server_ = nullptr;
+  int handles_ = 0;
+  int port_ = -1;    // from the passive pool
+  std::uint64_t down_ = 0, up_ = 0;
+  bool ended_ = false, announced_ = false, cut_ = false;
+  SocketRelay relay_;
+};
+
+}  // namespace ftpw
