@@ -8,6 +8,7 @@
 #include <thread>
 #include <variant>
 #include <algorithm>
+#include <charconv>
 
 namespace ftpw {
 namespace {
@@ -125,6 +126,45 @@ bool load_config_string(std::string_view doc, const std::string& file, Config& c
     }
   }
   return errors.size() == before;
+}
+
+bool set_config_value(Config& cfg, std::string_view key, const std::string& text, bool append, std::string& err) {
+  const Key* found = nullptr;
+  for (const auto& k : kKeys)
+    if (key == std::string(k.section) + "." + k.name) found = &k;
+  if (!found) {
+    err = "unknown key '" + std::string(key) + "'";
+    return false;
+  }
+  cfg.origin.erase(std::string(key));
+  bool ok = true;
+  std::visit(
+      [&](auto member) {
+        using T = std::remove_reference_t<decltype(cfg.*member)>;
+        if constexpr (std::is_same_v<T, std::string>) {
+          cfg.*member = text;
+        } else if constexpr (std::is_same_v<T, std::int64_t>) {
+          std::int64_t v = 0;
+          const auto r = std::from_chars(text.data(), text.data() + text.size(), v);
+          if (r.ec != std::errc() || r.ptr != text.data() + text.size() || text.empty()) {
+            err = "not a number: '" + text + "'";
+            ok = false;
+          } else {
+            cfg.*member = v;
+          }
+        } else if constexpr (std::is_same_v<T, bool>) {
+          if (text == "true" || text == "false") cfg.*member = text == "true";
+          else {
+            err = "not true or false: '" + text + "'";
+            ok = false;
+          }
+        } else {
+          if (!append) (cfg.*member).clear();
+          (cfg.*member).push_back(text);
+        }
+      },
+      found->field);
+  return ok;
 }
 
 bool load_config_file(const std::string& path, Config& cfg, std::vector<ConfigError>& errors) {

@@ -73,6 +73,10 @@ struct ConfigError {
 // Loads a TOML file over the defaults in `cfg`.
 bool load_config_file(const std::string& path, Config& cfg, std::vector<ConfigError>& errors);
 bool load_config_string(std::string_view toml, const std::string& name, Config& cfg, std::vector<ConfigError>& errors);
+// Sets one key ("section.name") from a command-line value: strings as they
+// are, integers parsed, array keys one element per call (`append`: add to
+// what earlier calls set, else replace). The key's file origin is forgotten.
+bool set_config_value(Config& cfg, std::string_view key, const std::string& text, bool append, std::string& err);
 // Checks values and fills the derived fields. `need_upstream`: the proxy needs
 // one; check-config accepts a file without (it may come from the command line).
 bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& errors);

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "audit_log.h"
+#include "cli_flags.h"
 #include "config.h"
 #include "linter.h"
 #include "net.h"
@@ -25,23 +26,14 @@
 namespace ftpw {
 namespace {
 
-const char* kUsage =
-    "usage: ftpwarden [--config FILE] [--listen ADDR:PORT] [--upstream HOST:PORT]\n"
-    "                 [--mode audit|enforce] [--audit-log PATH|-] [--rules FILE]...\n"
-    "                 [--passive-ports LO-HI] [--public-address IP] [--log-level LEVEL]\n"
-    "       ftpwarden check-config FILE\n"
-    "       ftpwarden lint [--rules FILE]... FILE...\n"
-    "       ftpwarden --version\n";
+const std::string kUsage = cli_usage();
 
 struct Cli {
   std::string config;
-  std::vector<std::pair<std::string, std::string>> overrides;  // flag -> value, in order
-  std::vector<std::string> rules;
+  std::vector<std::pair<const CliFlag*, std::string>> overrides;  // in order
 };
 
 bool parse_cli(int argc, char** argv, int start, Cli& cli, std::string& err) {
-  static const char* with_value[] = {"--config", "--listen", "--upstream", "--mode", "--audit-log", "--rules",
-                                     "--passive-ports", "--public-address", "--log-level", "--workers"};
   for (int i = start; i < argc; ++i) {
     std::string a = argv[i], v;
     auto eq = a.find('=');
@@ -49,9 +41,8 @@ bool parse_cli(int argc, char** argv, int start, Cli& cli, std::string& err) {
       v = a.substr(eq + 1);
       a = a.substr(0, eq);
     }
-    bool known = false;
-    for (auto* f : with_value) known |= a == f;
-    if (!known) {
+    const CliFlag* flag = find_cli_flag(a);
+    if (!flag) {
       err = "unknown option '" + a + "'";
       return false;
     }
@@ -62,31 +53,21 @@ bool parse_cli(int argc, char** argv, int start, Cli& cli, std::string& err) {
       }
       v = argv[++i];
     }
-    if (a == "--config") cli.config = v;
-    else if (a == "--rules") cli.rules.push_back(v);
-    else cli.overrides.emplace_back(a, v);
+    if (flag->key[0] == '\0') cli.config = v;
+    else cli.overrides.emplace_back(flag, v);
   }
   return true;
 }
 
 void apply_overrides(const Cli& cli, Config& c, std::vector<ConfigError>& errors) {
-  for (const auto& [f, v] : cli.overrides) {
-    if (f == "--listen") c.listen = v, c.origin.erase("listen.address");
-    else if (f == "--upstream") c.upstream = v, c.origin.erase("upstream.address");
-    else if (f == "--mode") c.mode = v, c.origin.erase("policy.mode");
-    else if (f == "--audit-log") c.audit_path = v, c.origin.erase("audit.path");
-    else if (f == "--passive-ports") c.passive_ports = v, c.origin.erase("data.passive_ports");
-    else if (f == "--public-address") c.public_address = v, c.origin.erase("data.public_address");
-    else if (f == "--log-level") c.log_level = v, c.origin.erase("log.level");
-    else if (f == "--workers") {
-      try {
-        c.workers = std::stoll(v);
-      } catch (...) {
-        errors.push_back({"--workers: not a number: '" + v + "'"});
-      }
-    }
+  std::vector<const CliFlag*> seen;
+  for (const auto& [flag, v] : cli.overrides) {
+    const bool again = std::find(seen.begin(), seen.end(), flag) != seen.end();
+    seen.push_back(flag);
+    std::string err;
+    if (!set_config_value(c, flag->key, v, flag->repeatable && again, err))
+      errors.push_back({std::string(flag->name) + ": " + err});
   }
-  if (!cli.rules.empty()) c.rules = cli.rules;
 }
 
 // Config file + flags -> validated snapshot with rules. nullptr and errors on failure.
@@ -122,7 +103,7 @@ void sort_errors(std::vector<ConfigError>& errors) {
 
 int cmd_check_config(int argc, char** argv) {
   if (argc != 3) {
-    std::fputs(kUsage, stderr);
+    std::fputs(kUsage.c_str(), stderr);
     return 2;
   }
   Config c;
@@ -146,7 +127,7 @@ int cmd_lint(int argc, char** argv) {
     else files.push_back(a);
   }
   if (files.empty()) {
-    std::fputs(kUsage, stderr);
+    std::fputs(kUsage.c_str(), stderr);
     return 2;
   }
   Config c;
@@ -194,7 +175,7 @@ int cmd_run(int argc, char** argv) {
   Cli cli;
   std::string err;
   if (!parse_cli(argc, argv, 1, cli, err)) {
-    std::fprintf(stderr, "ftpwarden: %s\n%s", err.c_str(), kUsage);
+    std::fprintf(stderr, "ftpwarden: %s\n%s", err.c_str(), kUsage.c_str());
     return 2;
   }
   std::vector<ConfigError> errors;
@@ -248,7 +229,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (a == "--help" || a == "-h") {
-      std::fputs(kUsage, stdout);
+      std::fputs(kUsage.c_str(), stdout);
       return 0;
     }
     if (a == "check-config") return cmd_check_config(argc, argv);

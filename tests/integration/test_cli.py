@@ -16,7 +16,7 @@ import pytest
 
 from checks import assert_no_violations
 from clients import RawClient, Target, curl_get, ftplib_get, ftplib_put
-from servers import Proxy, free_port_range, sha256_bytes, sha256_file
+from servers import REPO, Proxy, free_port_range, sha256_bytes, sha256_file
 
 
 def run(proxy_bin, *args, timeout=20):
@@ -337,3 +337,20 @@ def test_sigusr1_counts_a_scripted_session(scripted_server, make_proxy):
     assert proxy.terminate(timeout=10) == 0
     at_exit = [l for l in proxy.stderr().splitlines() if " stats at exit: " in l]
     assert len(at_exit) == 1 and "sessions_total=1 " in at_exit[0], at_exit
+
+
+def test_help_comes_from_the_flag_table_and_the_readme_shows_it(proxy_bin):
+    """proxy/cli_flags.h is the one list: --help prints every flag with the
+    config key it sets, each key exists in deploy/ftpwarden.toml, and the
+    README's "Running it" block is the --help text."""
+    out = subprocess.run([proxy_bin, "--help"], capture_output=True, text=True, check=True).stdout
+    flags = re.findall(r"^  (--[a-z-]+) \S+ +.*?(?: \[([a-z_]+\.[a-z_]+)\])?$", out, re.M)
+    names = [f for f, _ in flags]
+    assert {"--config", "--listen", "--upstream", "--mode", "--rules", "--workers"} <= set(names), names
+    sample = (REPO / "deploy" / "ftpwarden.toml").read_text()
+    for flag, key in flags:
+        if key:
+            section, name = key.split(".")
+            assert f"[{section}]" in sample and re.search(rf"^#? ?{name} =", sample, re.M), (flag, key)
+    readme = (REPO / "README.md").read_text()
+    assert "\n".join("    " + l if l else "" for l in out.rstrip("\n").splitlines()) in readme
