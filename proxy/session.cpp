@@ -215,7 +215,7 @@ void Session::terminate(EndReason reason, std::string_view reply) {
   if (closing_) return;
   if (client_ && !client_->closing() && !reply.empty()) {
     client_->write(reply);
-    audit(event("reply").num("code", (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0'))
+    audit(event("reply").num("code", reply_code(reply))
               .str("text", reply_text(reply))
               .str("source", "proxy"));
   }

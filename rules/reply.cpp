@@ -3,13 +3,13 @@
 namespace ftpw {
 namespace {
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
+}  // namespace
 
 int reply_code(std::string_view line) {
   if (line.size() < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2])) return 0;
   if (line[0] < '1' || line[0] > '5') return 0;
   return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 }
-}  // namespace
 
 std::string_view name_of(ReplyProblem p) {
   switch (p) {

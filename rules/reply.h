@@ -62,6 +62,10 @@ class ReplyAssembler {
   bool overflow_ = false;
 };
 
+// The reply code a line starts with (100..599), or 0 when it starts with none.
+// The one place reply codes are read from text.
+int reply_code(std::string_view line);
+
 // Joins a reply's raw lines with "\n" (no trailing newline), for logs.
 std::string reply_text(std::string_view raw);
 

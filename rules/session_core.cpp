@@ -20,8 +20,6 @@ constexpr std::string_view kNoDataReply = "425 Can't open data connection.\r\n";
 constexpr std::string_view kPasvV6Reply = "522 Use EPSV on this connection.\r\n";
 constexpr std::string_view kReplyOverflow = "421 Reply from the server too long, closing control connection.\r\n";
 
-int code_of_line(std::string_view l) { return (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0'); }
-
 bool opens_data(Verb v) {
   switch (v) {
     case Verb::PASV:
@@ -84,6 +82,17 @@ void SessionCore::finish(std::uint64_t now_us, CoreSink& sink) {
   draining_ = true;
   update_pause();
   pump_client(now_us, sink);
+}
+
+bool SessionCore::active_allowed(const NetAddr& a) const {
+  // SECURITY: FTP bounce (CERT CA-1997-27, RFC 2577): the client may only name
+  // its own address, on an unprivileged port, unless the operator listed it.
+  if (!settings_.check_active_peer || peers_.client.family == 0) return true;
+  if (a.port < 1024) return false;
+  if (a.same_host(peers_.client)) return true;
+  for (const auto& ok : settings_.allow_foreign_active)
+    if (a.same_host(ok)) return true;
+  return false;
 }
 
 void SessionCore::on_data_event(DataEvent e) {
@@ -159,7 +168,7 @@ std::string_view SessionCore::normalized(std::string_view text, std::string_view
 void SessionCore::proxy_reply(std::string_view line, const Command& cmd, std::uint64_t offset, CoreSink& sink) {
   if (settings_.observe) return;
   sink.send_to_client(line);
-  ReplyEvent ev{code_of_line(line), line, cmd.verb, 0, true, false, offset};
+  ReplyEvent ev{reply_code(line), line, cmd.verb, 0, true, false, offset};
   sink.on_reply(ev);
 }
 
@@ -261,8 +270,7 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   }
   if (settings_.observe) {
     // The linter only mirrors: built-in checks below are reported, nothing is answered.
-    if (active_addr && settings_.check_active_peer && peers_.client.family != 0 &&
-        (!active_addr->same_host(peers_.client) || active_addr->port < 1024))
+    if (active_addr && !active_allowed(*active_addr))
       finding(sink, "port-bounce", "data address is not the client's own or uses a port below 1024",
               Severity::error, Side::client, &cmd, FindingAction::logged, 0, line.offset);
     push_pending({cmd.verb, cmd.verb, false, false, epsv_all, now_us});
@@ -289,13 +297,7 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
       apply_completion(cmd.verb, false, 501, false);
       return;
     }
-    // SECURITY: FTP bounce (CERT CA-1997-27, RFC 2577): the client may only name
-    // its own address, on an unprivileged port, unless the operator listed it.
-    bool allowed = !settings_.check_active_peer || peers_.client.family == 0 ||
-                   (active_addr->same_host(peers_.client) && active_addr->port >= 1024);
-    for (const auto& a : settings_.allow_foreign_active)
-      if (active_addr->same_host(a) && active_addr->port >= 1024) allowed = true;
-    if (!allowed) {
+    if (!active_allowed(*active_addr)) {
       finding(sink, "port-bounce", "data address is not the client's own or uses a port below 1024",
               Severity::error, Side::client, &cmd, FindingAction::rejected, 504, line.offset);
       proxy_reply(kBounceReply, cmd, line.offset, sink);
@@ -353,7 +355,7 @@ void SessionCore::forward_reply(const Reply& r, const Pending* p, std::int64_t l
     while (!rest.empty()) {
       const auto end = rest.find("\r\n");
       const std::string_view l = rest.substr(0, end + 2);
-      const bool edge = l.size() >= 4 && code_of_line(l) == 211 && (l[3] == '-' || l[3] == ' ');
+      const bool edge = l.size() >= 4 && reply_code(l) == 211 && (l[3] == '-' || l[3] == ' ');
       if (edge || !feat_line_is_tls(l.substr(0, l.size() - 2))) scratch_.append(l);
       rest.remove_prefix(l.size());
     }
@@ -479,7 +481,7 @@ bool SessionCore::forward_passive_reply(const Pending& p, const Reply& r, std::u
   } else {
     out = std::string(kNoDataReply);
   }
-  const int code = code_of_line(out);
+  const int code = reply_code(out);
   sink.send_to_client(out);
   sink.on_reply({code, out, p.verb, latency, false, false, reply_offset_});
   apply_completion(p.verb, false, code, false);

@@ -177,6 +177,7 @@ class SessionCore {
   bool forward_passive_reply(const Pending& p, const Reply& r, std::uint64_t now_us, CoreSink& sink);
   void forward_reply(const Reply& r, const Pending* p, std::int64_t latency, CoreSink& sink, bool after_data);
   void push_pending(const Pending& p);
+  bool active_allowed(const NetAddr& a) const;  // the port-bounce check
   void update_pause();
   std::string_view normalized(std::string_view text, std::string_view urgent_prefix);
 
