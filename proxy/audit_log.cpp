@@ -8,6 +8,8 @@
 #include <chrono>
 #include <ctime>
 
+#include "audit_schema.h"
+
 namespace ftpw {
 namespace {
 
@@ -71,12 +73,14 @@ void json_escape(std::string& out, std::string_view in) {
 
 Event::Event(std::string_view event, std::string_view session, std::string_view client) {
   s_.reserve(256);
-  s_ += "{\"ts\":\"";
+  s_ += "{\"";
+  s_ += audit::f::ts;
+  s_ += "\":\"";
   s_ += rfc3339_now();
   s_ += "\"";
-  str("session", session);
-  str("client", client);
-  str("event", event);
+  str(audit::f::session, session);
+  str(audit::f::client, client);
+  str(audit::f::event, event);
 }
 
 void Event::key(std::string_view k) {

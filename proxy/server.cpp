@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "audit_schema.h"
 #include "session.h"
 
 namespace ftpw {
@@ -190,8 +191,8 @@ void Worker::on_connection(Listener& l) {
   if (!refuse.empty()) {
     ++stats_.sessions_refused;
     st->set_handler(new Refuse);
-    audit_.write(Event("session_refused", "", peer ? peer->to_string() : "")
-                     .str("reason", refuse.substr(4, refuse.size() - 6)));
+    audit_.write(Event(audit::ev::session_refused, "", peer ? peer->to_string() : "")
+                     .str(audit::f::reason, refuse.substr(4, refuse.size() - 6)));
     st->write(refuse);
     st->shutdown();
     return;

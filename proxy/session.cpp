@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
+#include "audit_schema.h"
 #include "server.h"
 
 namespace ftpw {
@@ -63,7 +64,7 @@ void Session::start() {
   timers_ = SessionTimers(TimerLimits::from(cfg()), opened_ms_);
   tune_control_socket(*client_, true);
   auto local = client_->local();
-  audit(event("session_open").str("local", local ? local->to_string() : "").str("upstream",
+  audit(event(audit::ev::session_open).str(audit::f::local, local ? local->to_string() : "").str(audit::f::upstream,
                                                                                cfg().upstream_addr.to_string()));
   client_->pause(pause_not_ready);
   client_->start();
@@ -215,9 +216,9 @@ void Session::terminate(EndReason reason, std::string_view reply) {
   if (closing_) return;
   if (client_ && !client_->closing() && !reply.empty()) {
     client_->write(reply);
-    audit(event("reply").num("code", reply_code(reply))
-              .str("text", reply_text(reply))
-              .str("source", "proxy"));
+    audit(event(audit::ev::reply).num(audit::f::code, reply_code(reply))
+              .str(audit::f::text, reply_text(reply))
+              .str(audit::f::source, "proxy"));
   }
   close_session(reason);
 }
@@ -239,11 +240,11 @@ void Session::close_session(EndReason reason) {
   if (data_) data_->abort("session-closed");
   if (!logged_session_close_) {
     logged_session_close_ = true;
-    audit(event("session_close")
-              .str("reason", name_of(reason))
-              .num("duration_ms", static_cast<std::int64_t>(now_ms() - opened_ms_))
-              .num("bytes_from_client", static_cast<std::int64_t>(client_ ? client_->bytes_in : 0))
-              .num("bytes_to_client", static_cast<std::int64_t>(client_ ? client_->bytes_out : 0)));
+    audit(event(audit::ev::session_close)
+              .str(audit::f::reason, name_of(reason))
+              .num(audit::f::duration_ms, static_cast<std::int64_t>(now_ms() - opened_ms_))
+              .num(audit::f::bytes_from_client, static_cast<std::int64_t>(client_ ? client_->bytes_in : 0))
+              .num(audit::f::bytes_to_client, static_cast<std::int64_t>(client_ ? client_->bytes_out : 0)));
   }
   if (upstream_) {
     upstream_->pause(pause_draining);
@@ -267,7 +268,7 @@ void Session::tick(std::uint64_t now) {
     if (upstream_) upstream_->close();
     return;
   }
-  if (t != Timer::none) audit(event("timeout").str("timer", name_of(t)));
+  if (t != Timer::none) audit(event(audit::ev::timeout).str(audit::f::timer, name_of(t)));
   switch (t) {
     case Timer::upstream_connect:
       // The server must accept and speak within the connect timeout (a
@@ -302,34 +303,34 @@ void Session::update_busy() { timers_.set_busy(xfer_.active || data_up_, now_ms(
 
 void Session::on_command(const CommandEvent& c) {
   std::string verb = c.verb == Verb::unknown ? std::string(c.verb_text) : std::string(name_of(c.verb));
-  Event e = event("command");
-  e.str("verb", verb);
+  Event e = event(audit::ev::command);
+  e.str(audit::f::verb, verb);
   // SECURITY: the password (and account) never reaches any log.
-  e.str("arg", (c.verb == Verb::PASS || c.verb == Verb::ACCT) && !c.arg.empty() ? "****" : c.arg);
+  e.str(audit::f::arg, (c.verb == Verb::PASS || c.verb == Verb::ACCT) && !c.arg.empty() ? "****" : c.arg);
   audit(e);
 }
 
 void Session::on_reply(const ReplyEvent& r) {
-  Event e = event("reply");
-  e.num("code", r.code).str("text", reply_text(r.raw));
-  if (r.latency_us >= 0 && !r.from_proxy) e.num("latency_us", r.latency_us);
-  if (r.verb != Verb::unknown) e.str("verb", name_of(r.verb));
-  if (r.from_proxy) e.str("source", "proxy");
-  if (r.data_conn_reused) e.str("annotation", "data_connection_already_open");
+  Event e = event(audit::ev::reply);
+  e.num(audit::f::code, r.code).str(audit::f::text, reply_text(r.raw));
+  if (r.latency_us >= 0 && !r.from_proxy) e.num(audit::f::latency_us, r.latency_us);
+  if (r.verb != Verb::unknown) e.str(audit::f::verb, name_of(r.verb));
+  if (r.from_proxy) e.str(audit::f::source, "proxy");
+  if (r.data_conn_reused) e.str(audit::f::annotation, "data_connection_already_open");
   audit(e);
   if (r.verb == Verb::PASS && r.code == 530 && !r.from_proxy) {
-    audit(event("login_failed").str("verb", "PASS").str("arg", "****").num("code", r.code));
+    audit(event(audit::ev::login_failed).str(audit::f::verb, "PASS").str(audit::f::arg, "****").num(audit::f::code, r.code));
     if (srv_.login_failed(peer_)) pending_close_ = true;
   }
 }
 
 void Session::on_finding(const Finding& f) {
-  Event e = event(f.side == Side::client ? "violation" : "server_finding");
-  e.str("rule", f.rule);
-  e.str("verb", f.verb != Verb::unknown ? name_of(f.verb) : f.verb_text);
-  e.str("action", f.action == FindingAction::rejected ? "rejected" : "logged");
-  if (f.action == FindingAction::rejected && f.reply_code != 0) e.num("reply_code", f.reply_code);
-  e.str("severity", name_of(f.severity)).str("message", f.message);
+  Event e = event(f.side == Side::client ? audit::ev::violation : audit::ev::server_finding);
+  e.str(audit::f::rule, f.rule);
+  e.str(audit::f::verb, f.verb != Verb::unknown ? name_of(f.verb) : f.verb_text);
+  e.str(audit::f::action, f.action == FindingAction::rejected ? "rejected" : "logged");
+  if (f.action == FindingAction::rejected && f.reply_code != 0) e.num(audit::f::reply_code, f.reply_code);
+  e.str(audit::f::severity, name_of(f.severity)).str(audit::f::message, f.message);
   audit(e);
   if (f.side == Side::client) ++srv_.stats().violations;
 }
@@ -363,18 +364,18 @@ void Session::flush_deferred() {
       // before it delivered everything: never a 2xx for a cut-short transfer.
       deferred_.assign(kCutShort);
       xfer_.code = 426;
-      audit(event("reply").num("code", 426).str("text", reply_text(kCutShort)).str("source", "proxy"));
+      audit(event(audit::ev::reply).num(audit::f::code, 426).str(audit::f::text, reply_text(kCutShort)).str(audit::f::source, "proxy"));
     }
     const bool down = xfer_.download;
     const std::uint64_t bytes = down ? last_data_.down : last_data_.up;
-    Event e = event("transfer");
-    e.str("verb", name_of(xfer_.verb))
-        .str("path", xfer_.path)
-        .num("bytes", static_cast<std::int64_t>(bytes))
-        .str("direction", down ? "download" : "upload")
-        .num("duration_us", static_cast<std::int64_t>(now_us() - xfer_.start_us))
-        .str("data_conn", xfer_.reused ? "reused" : "new")
-        .num("code", xfer_.code);
+    Event e = event(audit::ev::transfer);
+    e.str(audit::f::verb, name_of(xfer_.verb))
+        .str(audit::f::path, xfer_.path)
+        .num(audit::f::bytes, static_cast<std::int64_t>(bytes))
+        .str(audit::f::direction, down ? "download" : "upload")
+        .num(audit::f::duration_us, static_cast<std::int64_t>(now_us() - xfer_.start_us))
+        .str(audit::f::data_conn, xfer_.reused ? "reused" : "new")
+        .num(audit::f::code, xfer_.code);
     audit(e);
     ++srv_.stats().transfers;
     xfer_ = Transfer{};
@@ -450,7 +451,7 @@ void Session::data_opened(const DataChannel&, const NetAddr& client_side, const 
   timers_.data_connected(now_ms());
   update_busy();
   core_->on_data_event(DataEvent::opened);
-  audit(event("data_open").str("client_side", client_side.to_string()).str("server_side", server_side.to_string()));
+  audit(event(audit::ev::data_open).str(audit::f::client_side, client_side.to_string()).str(audit::f::server_side, server_side.to_string()));
 }
 
 void Session::data_server_leg() { core_->on_data_event(DataEvent::server_leg); }
@@ -465,11 +466,11 @@ void Session::data_ended(const DataChannel& d, std::string_view reason, bool del
   // Only a channel the proxy cut (timeout, ABOR) turns a 2xx into 426: a peer
   // that resets a data connection after the last byte loses nothing.
   last_data_.cut = d.cut();
-  audit(event("data_close")
-            .str("reason", reason)
-            .boolean("complete", delivered)
-            .num("bytes_down", static_cast<std::int64_t>(d.downloaded()))
-            .num("bytes_up", static_cast<std::int64_t>(d.uploaded())));
+  audit(event(audit::ev::data_close)
+            .str(audit::f::reason, reason)
+            .boolean(audit::f::complete, delivered)
+            .num(audit::f::bytes_down, static_cast<std::int64_t>(d.downloaded()))
+            .num(audit::f::bytes_up, static_cast<std::int64_t>(d.uploaded())));
   if (has_deferred_ && !closing_) flush_deferred();
   else finish_if_done();
 }
@@ -485,12 +486,12 @@ void Session::data_gone(DataChannel* d) {
 }
 
 void Session::data_event(std::string_view rule, std::string_view message, const NetAddr& who) {
-  audit(event("violation")
-            .str("rule", rule)
-            .str("verb", "")
-            .str("action", "rejected")
-            .str("peer", who.to_string())
-            .str("message", message));
+  audit(event(audit::ev::violation)
+            .str(audit::f::rule, rule)
+            .str(audit::f::verb, "")
+            .str(audit::f::action, "rejected")
+            .str(audit::f::peer, who.to_string())
+            .str(audit::f::message, message));
   ++srv_.stats().violations;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "audit_schema.h"
 #include "session_core.h"
 
 namespace ftpw {
@@ -208,13 +209,13 @@ LintResult lint(std::string_view content, std::shared_ptr<const RuleSet> rules) 
         res.findings.push_back({no, "lint-unreadable-line", "not a JSON object", Severity::warning});
         return;
       }
-      const JsonField* ev = field(fs, "event");
-      const JsonField* sid = field(fs, "session");
+      const JsonField* ev = field(fs, audit::f::event);
+      const JsonField* sid = field(fs, audit::f::session);
       if (!ev) return;
       Stream& st = stream(sid ? sid->str : "");
-      if (ev->str == "command") {
-        const JsonField* verb = field(fs, "verb");
-        const JsonField* arg = field(fs, "arg");
+      if (ev->str == audit::ev::command) {
+        const JsonField* verb = field(fs, audit::f::verb);
+        const JsonField* arg = field(fs, audit::f::arg);
         if (!verb) return;
         std::string line = verb->str;
         if (arg && !arg->str.empty()) {
@@ -223,8 +224,8 @@ LintResult lint(std::string_view content, std::shared_ptr<const RuleSet> rules) 
         }
         ++res.messages;
         feed(st, true, line, no);
-      } else if (ev->str == "reply") {
-        const JsonField* text = field(fs, "text");
+      } else if (ev->str == audit::ev::reply) {
+        const JsonField* text = field(fs, audit::f::text);
         if (!text) return;
         ++res.messages;
         std::string_view t = text->str;

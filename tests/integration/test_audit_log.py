@@ -201,3 +201,18 @@ def test_session_closes_when_client_leaves_a_queued_transfer(pyftpdlib_server, m
     assert c.cmd("RETR small.txt").code == 150
     c.close()
     proxy.wait_event("session_close", timeout=5)
+
+
+def test_readme_lists_every_event_of_the_schema():
+    """rules/audit_schema.h declares the events once; the README's audit-log
+    table documents exactly those."""
+    import re
+
+    from servers import REPO
+    schema = (REPO / "rules" / "audit_schema.h").read_text()
+    events = re.findall(r"X\((\w+)\)", schema.split("FTPW_AUDIT_EVENTS(X)")[1].split("#define")[0])
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| event | fields |"):]
+    table = table[:table.index("\n\n")]
+    documented = re.findall(r"`(\w+)`", "\n".join(l.split(" | ")[0] for l in table.splitlines()[2:]))
+    assert sorted(documented) == sorted(events)
