@@ -399,9 +399,8 @@ def main() -> int:
             (base / "vsftpd").mkdir()
             server = VsftpdServer(FTP_USER, FTP_PASSWORD, vs, base=base / "vsftpd", protocol_log=False,
                                   pasv_ports=200)
-            import pwd
             server.start()
-            make_files(server.root, pwd.getpwnam(server.user).pw_uid, ctx)
+            make_files(server.root, server.uid, ctx)
             direct = Target("direct", server.host, server.port, server.user, server.password, server.proc.pid)
             peers = []
             upstream = server

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import pwd
 import re
 import socket
 
@@ -156,4 +155,4 @@ def file_on(server, name: str, size: int, sparse: bool = False) -> str:
 
 
 def server_uid(server) -> int:
-    return pwd.getpwnam(server.user).pw_uid
+    return server.uid

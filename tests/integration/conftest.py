@@ -62,7 +62,7 @@ def vsftpd_server(ftp_password):
     if binary is None:
         pytest.skip("vsftpd not found (command -v vsftpd, /usr/sbin/vsftpd, /opt/ftpsrv/vsftpd/usr/sbin/vsftpd)")
     if os.geteuid() != 0:
-        pytest.skip("vsftpd tests need root (system user, PAM service, root-owned config)")
+        pytest.skip("vsftpd tests need root (a private mount namespace, a root-owned config)")
     srv = VsftpdServer(FTP_USER, ftp_password, binary)
     try:
         srv.files = populate_tree(srv.root)

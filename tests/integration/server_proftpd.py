@@ -10,7 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
-from servers import FtpServer, LogEntry
+from servers import FtpServer, LogEntry, sha512_crypt
 
 NOBODY = 65534
 
@@ -20,15 +20,6 @@ def find_proftpd() -> str | None:
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
             return c
     return None
-
-
-def sha512_crypt(password: str) -> str:
-    """A crypt(3) hash cheap enough that logins cost the tests nothing."""
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt as c
-    return c.crypt(password, c.mksalt(c.METHOD_SHA512, rounds=1000))
 
 
 PROFTPD_CONF = """\

@@ -16,8 +16,8 @@ import subprocess
 import threading
 from pathlib import Path
 
-from server_proftpd import NOBODY, sha512_crypt
-from servers import FtpServer, LogEntry
+from server_proftpd import NOBODY
+from servers import FtpServer, LogEntry, in_private_mounts, sha512_crypt
 
 
 def find_pureftpd() -> str | None:
@@ -34,18 +34,14 @@ def find_pure_pw(binary: str) -> str | None:
     return None
 
 
-# In the namespace: the real /dev under <base>/realdev, a tmpfs over /dev with
+# In its namespace: the real /dev under <base>/realdev, a tmpfs over /dev with
 # the devices Pure-FTPd opens bound back in, /dev/log pointing at our socket.
-NAMESPACE_SETUP = """\
-set -e
-mkdir -p "$1/realdev"
-mount --bind /dev "$1/realdev"
+DEV_SETUP = """\
+mkdir -p {base}/realdev
+mount --bind /dev {base}/realdev
 mount -t tmpfs tmpfs /dev
-for n in null zero urandom random; do : > /dev/$n; mount --bind "$1/realdev/$n" /dev/$n; done
-ln -s "$1/log.sock" /dev/log
-shift
-exec "$@"
-"""
+for n in null zero urandom random; do : > /dev/$n; mount --bind {base}/realdev/$n /dev/$n; done
+ln -s {base}/log.sock /dev/log"""
 
 
 class PureftpdServer(FtpServer):
@@ -91,13 +87,11 @@ class PureftpdServer(FtpServer):
         self._sock.bind(str(self.sock_path))
         os.chmod(self.sock_path, 0o666)
         threading.Thread(target=self._read_syslog, args=(self._sock,), daemon=True).start()
-        setup = self.base / "namespace.sh"
-        setup.write_text(NAMESPACE_SETUP)
+
         def launch():
-            self._popen(["unshare", "--mount", "--propagation", "private", "sh", str(setup), str(self.base),
-                         self.binary, "-S", f"127.0.0.1,{self.port}", "-l", f"puredb:{pdb}",
-                         "-p", "%d:%d" % self.pasv_range, "-E", "-A", "-H", "-d", "-d", "-0",
-                         "-c", "1000", "-C", "1000", "-I", "300", "-u", "1"])
+            self._popen(in_private_mounts(DEV_SETUP.format(base=self.base), [
+                self.binary, "-S", f"127.0.0.1,{self.port}", "-l", f"puredb:{pdb}", "-p", "%d:%d" % self.pasv_range,
+                "-E", "-A", "-H", "-d", "-d", "-0", "-c", "1000", "-C", "1000", "-I", "300", "-u", "1"]))
 
         # its banner cannot be set: a port taken meanwhile fails its bind instead
         self._start_until_greeted(launch, "Pure-FTPd", tries)

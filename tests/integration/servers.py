@@ -1,7 +1,8 @@
 """Real FTP servers and the proxy under test, as processes on 127.0.0.1.
 
-- VsftpdServer: vsftpd 3, standalone in the foreground, one local system user
-  authenticated through its own PAM service.
+- VsftpdServer: vsftpd 3, standalone in the foreground, its test user
+  authenticated through PAM against a private /etc bound over the real one
+  in a mount namespace of its own (the host's accounts are never touched).
 - PyftpdServer: pyftpdlib (pyftpd_server.py under /usr/bin/python3).
 - Proxy: the ftpwarden binary in front of one of them.
 
@@ -21,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import pwd
 import random
 import re
 import shutil
@@ -37,8 +37,7 @@ REPO = HERE.parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 FTP_USER = os.environ.get("FTPWARDEN_TEST_USER", "ftpwtest")
-# Fixed, so that concurrent runs sharing the system user agree on it, and
-# distinctive, so that a leak into any log is easy to spot.
+# Distinctive, so that a leak into any log is easy to spot.
 FTP_PASSWORD = os.environ.get("FTPWARDEN_TEST_PASSWORD", "ftpw-T3st-Pw-6c1f0a9e52")
 PAM_SERVICE = "ftpwarden-test"
 
@@ -281,6 +280,7 @@ class FtpServer:
         shutil.rmtree(self.base, ignore_errors=True)
 
     pasv_ports = 200  # size of the passive range
+    uid = 0           # who owns the files the server serves (pyftpdlib runs as root)
 
     def _popen(self, argv: list[str]) -> None:
         out = open(self.stdout_path, "ab")
@@ -377,60 +377,48 @@ def find_vsftpd() -> str | None:
     return None
 
 
-USER_HOME = Path("/var/lib/ftpwarden-test")
+# The test user's uid inside vsftpd's private /etc (no account of the host has to have it).
+VSFTPD_UID = 42421
+
+PAM_STACK = ("# PAM stack for the ftpwarden integration-test vsftpd (unix passwords, its private /etc/shadow)\n"
+             "auth     required pam_unix.so\n"
+             "account  required pam_unix.so\n")
 
 
-def _password_is(user: str, password: str) -> bool:
-    try:
-        import warnings
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            import crypt
-        with open("/etc/shadow") as f:
-            for line in f:
-                name, stored = line.split(":")[:2]
-                if name == user:
-                    return stored not in ("", "!", "*") and crypt.crypt(password, stored) == stored
-    except (ImportError, OSError, ValueError):
-        pass
-    return False
+def sha512_crypt(password: str) -> str:
+    """A crypt(3) hash cheap enough that logins cost the tests nothing."""
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512, rounds=1000))
 
 
-def ensure_system_user(user: str, password: str, home: Path = USER_HOME) -> None:
-    """Creates the local user vsftpd logs in (once; later runs, concurrent
-    ones included, find it as it is). Its home only has to exist: vsftpd
-    changes into it and then into local_root, the test tree."""
-    home.mkdir(mode=0o755, parents=True, exist_ok=True)
-    try:
-        pw = pwd.getpwnam(user)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", str(home),
-                        "--shell", "/usr/sbin/nologin", user], check=True)
-    else:
-        if not os.path.isdir(pw.pw_dir):
-            subprocess.run(["usermod", "--home", str(home), user], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if _password_is(user, password):
-        return
-    # SHA512 with 1000 rounds: logins cost the test nothing. Retried: a
-    # concurrent chpasswd holds the shadow lock for a moment.
-    for attempt in range(10):
-        r = subprocess.run(["chpasswd", "-c", "SHA512", "-s", "1000"], input=f"{user}:{password}\n",
-                           text=True, capture_output=True)
-        if r.returncode == 0:
-            return
-        time.sleep(0.2 * (attempt + 1))
-    raise RuntimeError(f"chpasswd failed: {r.stderr}")
+def in_private_mounts(setup: str, argv: list[str]) -> list[str]:
+    """`argv` run in a mount namespace of its own after the shell lines
+    `setup`: what they mount (over /etc, /dev) only that process tree sees."""
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", f"set -e\n{setup}\nexec \"$@\"", "sh",
+            *argv]
 
 
-def ensure_pam_service(name: str = PAM_SERVICE) -> None:
-    path = Path("/etc/pam.d") / name
-    want = ("# PAM stack for the ftpwarden integration-test vsftpd (local unix passwords)\n"
-            "auth     required pam_unix.so\n"
-            "account  required pam_unix.so\n")
-    if not path.exists() or path.read_text() != want:
-        path.write_text(want)
-        path.chmod(0o644)
+def private_etc(base: Path, user: str, password: str, uid: int, home: Path) -> Path:
+    """Copies of /etc/passwd, /etc/group, /etc/shadow and /etc/pam.d with the
+    test user and its PAM service added, under base/etc: vsftpd's namespace
+    binds them over the real ones, which no test changes."""
+    etc = base / "etc"
+    etc.mkdir(exist_ok=True)
+
+    def with_line(src: str, line: str) -> str:
+        kept = [l for l in Path(src).read_text().splitlines() if not l.startswith(user + ":")]
+        return "\n".join(kept + [line]) + "\n"
+
+    (etc / "passwd").write_text(with_line("/etc/passwd", f"{user}:x:{uid}:{uid}::{home}:/usr/sbin/nologin"))
+    (etc / "group").write_text(with_line("/etc/group", f"{user}:x:{uid}:"))
+    (etc / "shadow").write_text(with_line("/etc/shadow", f"{user}:{sha512_crypt(password)}:19000:0:99999:7:::"))
+    (etc / "shadow").chmod(0o600)
+    shutil.copytree("/etc/pam.d", etc / "pam.d", dirs_exist_ok=True)
+    (etc / "pam.d" / PAM_SERVICE).write_text(PAM_STACK)
+    return etc
 
 
 VSFTPD_CONF = """\
@@ -474,7 +462,13 @@ ftpd_banner=ftpwarden test upstream (vsftpd {tag})
 
 
 class VsftpdServer(FtpServer):
+    """vsftpd authenticating the test user through PAM (pam_unix) against a
+    private /etc: it runs in a mount namespace of its own where copies of
+    /etc/passwd, group, shadow and pam.d holding the user are bound over the
+    real ones."""
+
     kind = "vsftpd"
+    uid = VSFTPD_UID
 
     # [pid 123] [user] FTP command: Client "127.0.0.1", "RETR small.txt"
     _LINE = re.compile(r'\[pid (\d+)\] (?:\[[^\]]*\] )?FTP (command|response): Client "[^"]*", "(.*)"$')
@@ -496,13 +490,12 @@ class VsftpdServer(FtpServer):
         self.conf = self.base / "vsftpd.conf"
 
     def start(self, tries: int = 8) -> "VsftpdServer":
-        ensure_pam_service()
-        ensure_system_user(self.user, self.password)
-        uid = pwd.getpwnam(self.user).pw_uid
+        etc = private_etc(self.base, self.user, self.password, self.uid, self.root)
         for dirpath, dirnames, filenames in os.walk(self.root):
-            os.chown(dirpath, uid, -1)
+            os.chown(dirpath, self.uid, -1)
             for f in filenames:
-                os.chown(os.path.join(dirpath, f), uid, -1)
+                os.chown(os.path.join(dirpath, f), self.uid, -1)
+        binds = "\n".join(f"mount --bind {etc / n} /etc/{n}" for n in ("passwd", "group", "shadow", "pam.d"))
         def launch():
             self.conf.write_text(VSFTPD_CONF.format(
                 port=self.port, root=self.root, pasv_lo=self.pasv_range[0], pasv_hi=self.pasv_range[1],
@@ -510,7 +503,7 @@ class VsftpdServer(FtpServer):
                 logging="YES" if self.protocol_log else "NO"))
             os.chown(self.conf, 0, 0)  # vsftpd refuses a config not owned by root
             self.conf.chmod(0o600)
-            self._popen([self.binary, str(self.conf)])
+            self._popen(in_private_mounts(binds, [self.binary, str(self.conf)]))
 
         # the banner names this instance
         self._start_until_greeted(launch, self.base.name, tries)

@@ -651,8 +651,7 @@ def test_crlf_smuggling_after_login(server, make_proxy, unique_name):
     (server.root / "upload" / name).write_bytes(b"keep me\n")
     if server.kind == "vsftpd":
         import os
-        import pwd
-        os.chown(server.root / "upload" / name, pwd.getpwnam(server.user).pw_uid, -1)
+        os.chown(server.root / "upload" / name, server.uid, -1)
     mark = server.log_mark()
     m = marker()
     with open_session(proxy, server, m) as c:

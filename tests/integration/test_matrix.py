@@ -9,7 +9,6 @@ lftp, lftp's mirror -R, tnftp, wget, ncftp (ncftpls/ncftpget/ncftpput)."""
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import subprocess
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from clients import Target
 from servers import REPO
+from checks import server_uid
 from matrix_clients import CLIENTS, RENAME_FROM, DOWN, RESUME, Pair, check_results, masked
 
 # FTPW_RECORD_CORPUS=1: each audit-mode pair's sessions are written to
@@ -28,11 +28,6 @@ SERVERS = {"vsftpd": "vsftpd_server", "proftpd": "proftpd_server", "pure-ftpd": 
            "pyftpdlib": "pyftpdlib_server"}
 
 pytestmark = pytest.mark.matrix
-
-
-def server_uid(server) -> int:
-    uid = getattr(server, "uid", None)
-    return uid if uid is not None else pwd.getpwnam(server.user).pw_uid
 
 
 def make_pair(server, name: str, passive: bool, tmp_path) -> Pair:
