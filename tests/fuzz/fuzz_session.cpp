@@ -79,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     switch (flags & 3) {
       case 0: core.on_client_bytes(bytes, now, sink); break;
       case 1: core.on_server_bytes(bytes, now, sink); break;
-      case 2: core.on_data_event(static_cast<DataEvent>((flags >> 2) % 3)); break;
+      case 2: core.on_data_event(static_cast<ftpw::DataEvent>((flags >> 2) % 3)); break;
       case 3: core.finish(now, sink); break;
     }
   }
