@@ -101,9 +101,7 @@ def test_startup_line(server, make_proxy):
 
 def test_sigterm_idle(server, make_proxy):
     p = make_proxy(server, mode="audit")
-    t0 = time.monotonic()
-    assert p.terminate(timeout=5) == 0
-    assert time.monotonic() - t0 < 5
+    assert p.terminate(timeout=5) == 0  # an idle proxy exits at once (the wait raises otherwise)
 
 
 def test_sigterm_after_sessions(server, make_proxy, tmp_path):

@@ -328,16 +328,14 @@ def test_passive_port_theft(server, make_proxy, unique_name, epsv):
                 assert proxy.passive_ports[0] <= port <= proxy.passive_ports[1]
                 thief = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 thief.bind(("127.0.0.2", 0))
-                t0 = time.monotonic()
                 thief.connect(("127.0.0.1", port))
                 if direction == "up":
                     try:
                         thief.sendall(junk)
                     except OSError:
                         pass
-                got = read_exactly_closed(thief)
+                got = read_exactly_closed(thief)  # raises if it is not closed (3 s)
                 assert got == b"", got[:100]
-                assert time.monotonic() - t0 < 2.0, "the thief's connection was not closed at once"
                 thief.close()
                 # the real client still gets the port
                 d = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -935,11 +933,9 @@ def test_unfinished_multiline_reply_cut_off(scripted_server, make_proxy, tmp_pat
     proxy = make_proxy(up, mode="enforce", extra_args=["--config", str(cfg)])
     with RawClient.to(Target.via(proxy, up), timeout=10) as c:
         c.login()
-        t0 = time.monotonic()
         c.send(b"HELP\r\n")
-        r = c.reply()
+        r = c.reply()  # within the client's 10 s: reply_timeout_s is 1
         assert r.raw == b"421 Service not available, the server does not answer.\r\n", r
-        assert time.monotonic() - t0 < 5
         assert read_exactly_closed(c.sock) == b""
     t = proxy.wait_event("timeout", timer="reply")
     assert t
