@@ -10,7 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
-from servers import FtpServer, LogEntry, sha512_crypt
+from ftp_server import FtpServer, LogEntry, sha512_crypt
 
 NOBODY = 65534
 

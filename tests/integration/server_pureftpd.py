@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 
 from server_proftpd import NOBODY
-from servers import FtpServer, LogEntry, in_private_mounts, sha512_crypt
+from ftp_server import FtpServer, LogEntry, in_private_mounts, sha512_crypt
 
 
 def find_pureftpd() -> str | None:
