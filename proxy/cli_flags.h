@@ -49,6 +49,7 @@ inline std::string cli_usage() {
     col += item.size();
   }
   s += "\n       ftpwarden check-config FILE\n"
+       "       ftpwarden config-keys\n"
        "       ftpwarden lint [--rules FILE]... FILE...\n"
        "       ftpwarden --version | --help\n\noptions:\n";
   for (const auto& f : kCliFlags) {

@@ -1,5 +1,7 @@
 #include "config.h"
 
+#include "cli_flags.h"
+
 #include <toml++/toml.h>
 
 #include <fstream>
@@ -16,43 +18,49 @@ namespace {
 using Field = std::variant<std::string Config::*, std::int64_t Config::*, std::vector<std::string> Config::*,
                            bool Config::*>;
 
+constexpr std::int64_t kNoMin = INT64_MIN, kNoMax = INT64_MAX;
+
 struct Key {
   const char* section;
   const char* name;
   Field field;
+  const char* doc;                 // one line, for config-keys
+  std::int64_t min = kNoMin;       // integer keys: the range validate_config enforces
+  std::int64_t max = kNoMax;
 };
 
-// The key table. Order matches deploy/ftpwarden.toml.
+// The key table. Order matches deploy/ftpwarden.toml; tests/integration/test_cli.py
+// checks that the sample lists exactly these keys with these defaults.
 const Key kKeys[] = {
-    {"listen", "address", &Config::listen},
-    {"upstream", "address", &Config::upstream},
-    {"upstream", "connect_timeout_ms", &Config::upstream_connect_timeout_ms},
-    {"upstream", "max_connecting", &Config::upstream_max_connecting},
-    {"data", "passive_ports", &Config::passive_ports},
-    {"data", "public_address", &Config::public_address},
-    {"data", "allow_foreign_active", &Config::allow_foreign_active},
-    {"data", "connect_timeout_s", &Config::data_connect_timeout_s},
-    {"data", "stall_timeout_s", &Config::data_stall_timeout_s},
-    {"data", "relay", &Config::relay},
-    {"data", "relay_buffer_kib", &Config::relay_buffer_kib},
-    {"data", "relay_memory_mib", &Config::relay_memory_mib},
-    {"policy", "mode", &Config::mode},
-    {"policy", "rules", &Config::rules},
-    {"limits", "max_line", &Config::max_line},
-    {"limits", "max_sessions", &Config::max_sessions},
-    {"limits", "max_sessions_per_ip", &Config::max_sessions_per_ip},
-    {"limits", "login_timeout_s", &Config::login_timeout_s},
-    {"limits", "idle_timeout_s", &Config::idle_timeout_s},
-    {"limits", "shutdown_grace_s", &Config::shutdown_grace_s},
-    {"limits", "max_bad_lines", &Config::max_bad_lines},
-    {"limits", "reply_timeout_s", &Config::reply_timeout_s},
-    {"limits", "max_login_failures", &Config::max_login_failures},
-    {"limits", "login_failure_window_s", &Config::login_failure_window_s},
-    {"limits", "login_cooldown_s", &Config::login_cooldown_s},
-    {"audit", "path", &Config::audit_path},
-    {"log", "level", &Config::log_level},
-    {"server", "workers", &Config::workers},
-    {"server", "busy_poll_us", &Config::busy_poll_us},
+    {"listen", "address", &Config::listen, "IP:PORT clients connect to ([v6]:port; port 0 picks one)"},
+    {"upstream", "address", &Config::upstream, "HOST:PORT of the FTP server (required)"},
+    {"upstream", "connect_timeout_ms", &Config::upstream_connect_timeout_ms, "connect + the server's first reply", 1},
+    {"upstream", "max_connecting", &Config::upstream_max_connecting, "upstream connections waiting for a greeting", 1},
+    {"data", "passive_ports", &Config::passive_ports, "LO-HI: the proxy's passive ports (1024..65535)"},
+    {"data", "public_address", &Config::public_address, "IP announced in passive replies (empty: the local one)"},
+    {"data", "allow_foreign_active", &Config::allow_foreign_active, "third-party IPs PORT/EPRT may name"},
+    {"data", "connect_timeout_s", &Config::data_connect_timeout_s, "data connection set-up", 1},
+    {"data", "stall_timeout_s", &Config::data_stall_timeout_s, "a data connection that moves no byte", 1},
+    {"data", "relay", &Config::relay, "copy, splice or stream"},
+    {"data", "relay_buffer_kib", &Config::relay_buffer_kib, "what a bulk transfer direction may hold", 64, 262144},
+    {"data", "relay_memory_mib", &Config::relay_memory_mib, "all grown relay buffers together", 0, 1048576},
+    {"policy", "mode", &Config::mode, "audit or enforce"},
+    {"policy", "rules", &Config::rules, "rule files (empty: the built-in default rules)"},
+    {"limits", "max_line", &Config::max_line, "bytes in one command line", 64},
+    {"limits", "max_sessions", &Config::max_sessions, "sessions in all", 1},
+    {"limits", "max_sessions_per_ip", &Config::max_sessions_per_ip, "sessions from one address", 1},
+    {"limits", "login_timeout_s", &Config::login_timeout_s, "connect to logged in", 1},
+    {"limits", "idle_timeout_s", &Config::idle_timeout_s, "nothing from the client and no transfer", 1},
+    {"limits", "shutdown_grace_s", &Config::shutdown_grace_s, "open sessions' time after SIGTERM", 0},
+    {"limits", "max_bad_lines", &Config::max_bad_lines, "malformed command lines before 421", 1},
+    {"limits", "reply_timeout_s", &Config::reply_timeout_s, "a command's wait for its first reply", 1},
+    {"limits", "max_login_failures", &Config::max_login_failures, "failed logins from one address in the window", 1},
+    {"limits", "login_failure_window_s", &Config::login_failure_window_s, "the window they are counted in", 1},
+    {"limits", "login_cooldown_s", &Config::login_cooldown_s, "how long the address is refused then", 0},
+    {"audit", "path", &Config::audit_path, "the JSON Lines audit log, or - for stdout"},
+    {"log", "level", &Config::log_level, "trace, debug, info, warning, error, critical, off"},
+    {"server", "workers", &Config::workers, "event loops (0: one per core)", 0, 256},
+    {"server", "busy_poll_us", &Config::busy_poll_us, "polling after control traffic before sleeping", 0, 10000},
 };
 
 std::string pos(const std::string& file, const toml::source_region& r) {
@@ -167,6 +175,39 @@ bool set_config_value(Config& cfg, std::string_view key, const std::string& text
   return ok;
 }
 
+std::string config_keys_text() {
+  const Config defaults;
+  std::string out, section;
+  for (const auto& k : kKeys) {
+    if (section != k.section) {
+      section = k.section;
+      out += (out.empty() ? "[" : "\n[") + section + "]\n";
+    }
+    std::string value;
+    std::visit(
+        [&](auto member) {
+          using T = std::remove_cvref_t<decltype(defaults.*member)>;
+          if constexpr (std::is_same_v<T, std::string>) value = "\"" + defaults.*member + "\"";
+          else if constexpr (std::is_same_v<T, std::int64_t>) value = std::to_string(defaults.*member);
+          else if constexpr (std::is_same_v<T, bool>) value = defaults.*member ? "true" : "false";
+          else {
+            value = "[";
+            for (const auto& e : defaults.*member) value += std::string(value.size() > 1 ? ", \"" : "\"") + e + "\"";
+            value += "]";
+          }
+        },
+        k.field);
+    std::string line = std::string(k.name) + " = " + value;
+    line.resize(std::max<std::size_t>(line.size() + 1, 36), ' ');
+    out += line + "# " + k.doc;
+    if (k.min != kNoMin || k.max != kNoMax)
+      out += " (" + (k.min != kNoMin ? std::to_string(k.min) : std::string()) + ".." +
+             (k.max != kNoMax ? std::to_string(k.max) : std::string()) + ")";
+    out += "\n";
+  }
+  return out;
+}
+
 bool load_config_file(const std::string& path, Config& cfg, std::vector<ConfigError>& errors) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
@@ -183,13 +224,9 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
   auto where = [&](const std::string& key) -> std::string {
     auto it = cfg.origin.find(key);
     if (it != cfg.origin.end()) return it->second;
-    static const std::map<std::string, std::string> flags = {
-        {"listen.address", "--listen"},        {"upstream.address", "--upstream"},
-        {"policy.mode", "--mode"},             {"audit.path", "--audit-log"},
-        {"data.passive_ports", "--passive-ports"}, {"data.public_address", "--public-address"},
-        {"log.level", "--log-level"},          {"server.workers", "--workers"}};
-    auto f = flags.find(key);
-    return f != flags.end() ? f->second : key + " (default)";
+    for (const auto& f : kCliFlags)
+      if (key == f.key) return f.name;
+    return key + " (default)";
   };
   auto err = [&](const std::string& key, const std::string& msg) { errors.push_back({where(key) + ": " + msg}); };
 
@@ -238,33 +275,15 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
   bool level_ok = false;
   for (auto* l : levels) level_ok |= cfg.log_level == l;
   if (!level_ok) err("log.level", "level must be trace, debug, info, warn, error, critical or off");
-  auto positive = [&](std::int64_t v, const char* key, std::int64_t min = 1) {
-    if (v < min) err(key, std::string(key) + " must be >= " + std::to_string(min));
-  };
-  positive(cfg.upstream_connect_timeout_ms, "upstream.connect_timeout_ms");
-  positive(cfg.upstream_max_connecting, "upstream.max_connecting");
-  positive(cfg.data_connect_timeout_s, "data.connect_timeout_s");
-  positive(cfg.relay_buffer_kib, "data.relay_buffer_kib", 64);
-  if (cfg.relay_buffer_kib > 262144) err("data.relay_buffer_kib", "relay_buffer_kib must be at most 262144 (256 MiB)");
-  positive(cfg.relay_memory_mib, "data.relay_memory_mib", 0);
-  if (cfg.relay_memory_mib > 1048576) err("data.relay_memory_mib", "relay_memory_mib must be at most 1048576 (1 TiB)");
-  positive(cfg.data_stall_timeout_s, "data.stall_timeout_s");
-  positive(cfg.max_line, "limits.max_line", 64);
-  positive(cfg.max_sessions, "limits.max_sessions");
-  positive(cfg.max_sessions_per_ip, "limits.max_sessions_per_ip");
-  positive(cfg.login_timeout_s, "limits.login_timeout_s");
-  positive(cfg.idle_timeout_s, "limits.idle_timeout_s");
-  positive(cfg.shutdown_grace_s, "limits.shutdown_grace_s", 0);
-  positive(cfg.max_bad_lines, "limits.max_bad_lines");
-  positive(cfg.reply_timeout_s, "limits.reply_timeout_s");
-  positive(cfg.max_login_failures, "limits.max_login_failures");
-  positive(cfg.login_failure_window_s, "limits.login_failure_window_s");
-  positive(cfg.login_cooldown_s, "limits.login_cooldown_s", 0);
-  positive(cfg.workers, "server.workers", 0);
+  for (const auto& k : kKeys) {
+    const auto* member = std::get_if<std::int64_t Config::*>(&k.field);
+    if (!member) continue;
+    const std::int64_t v = cfg.**member;
+    const std::string key = std::string(k.section) + "." + k.name;
+    if (v < k.min) err(key, key + " must be >= " + std::to_string(k.min));
+    else if (v > k.max) err(key, std::string(k.name) + " must be at most " + std::to_string(k.max));
+  }
   if (cfg.workers == 0) cfg.workers = std::max<std::int64_t>(1, std::thread::hardware_concurrency());
-  if (cfg.workers > 256) err("server.workers", "workers must be at most 256");
-  positive(cfg.busy_poll_us, "server.busy_poll_us", 0);
-  if (cfg.busy_poll_us > 10000) err("server.busy_poll_us", "busy_poll_us must be at most 10000");
   if (cfg.audit_path.empty()) err("audit.path", "audit path must be a file or '-'");
   return errors.size() == before;
 }

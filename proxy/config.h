@@ -73,6 +73,10 @@ struct ConfigError {
 // Loads a TOML file over the defaults in `cfg`.
 bool load_config_file(const std::string& path, Config& cfg, std::vector<ConfigError>& errors);
 bool load_config_string(std::string_view toml, const std::string& name, Config& cfg, std::vector<ConfigError>& errors);
+// Every key with its default, its range and a one-line doc, as TOML
+// (`ftpwarden config-keys`).
+std::string config_keys_text();
+
 // Sets one key ("section.name") from a command-line value: strings as they
 // are, integers parsed, array keys one element per call (`append`: add to
 // what earlier calls set, else replace). The key's file origin is forgotten.

@@ -232,6 +232,10 @@ int main(int argc, char** argv) {
       std::fputs(kUsage.c_str(), stdout);
       return 0;
     }
+    if (a == "config-keys") {
+      std::fputs(config_keys_text().c_str(), stdout);
+      return 0;
+    }
     if (a == "check-config") return cmd_check_config(argc, argv);
     if (a == "lint") return cmd_lint(argc, argv);
   }

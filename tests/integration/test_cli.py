@@ -352,3 +352,23 @@ def test_help_comes_from_the_flag_table_and_the_readme_shows_it(proxy_bin):
             assert f"[{section}]" in sample and re.search(rf"^#? ?{name} =", sample, re.M), (flag, key)
     readme = (REPO / "README.md").read_text()
     assert "\n".join("    " + l if l else "" for l in out.rstrip("\n").splitlines()) in readme
+
+
+def test_sample_config_lists_every_key_with_its_default(proxy_bin):
+    """deploy/ftpwarden.toml documents exactly the keys of proxy/config.cpp's
+    key table (`ftpwarden config-keys`), each with its default; it names an
+    example only where the default cannot serve a real deployment (the
+    upstream is required; the audit log goes to a file, not stdout)."""
+    import tomllib
+    keys = tomllib.loads(subprocess.run([proxy_bin, "config-keys"], capture_output=True, text=True,
+                                        check=True).stdout)
+    sample = tomllib.loads((REPO / "deploy" / "ftpwarden.toml").read_text())
+    flat = lambda t: {f"{s}.{k}": v for s, kv in t.items() for k, v in kv.items()}  # noqa: E731
+    keys, sample = flat(keys), flat(sample)
+    assert sorted(sample) == sorted(keys)
+    examples = {"upstream.address", "audit.path"}
+    assert {k: v for k, v in sample.items() if k not in examples} == \
+           {k: v for k, v in keys.items() if k not in examples}
+    r = subprocess.run([proxy_bin, "check-config", str(REPO / "deploy" / "ftpwarden.toml")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
