@@ -84,6 +84,17 @@ void SessionCore::finish(std::uint64_t now_us, CoreSink& sink) {
   pump_client(now_us, sink);
 }
 
+bool SessionCore::take_queued_quit() {
+  for (std::size_t i = 1; i < count_; ++i) {
+    if (fifo_[(head_ + i) % fifo_.size()].verb != Verb::QUIT) continue;
+    for (std::size_t j = i; j + 1 < count_; ++j)
+      fifo_[(head_ + j) % fifo_.size()] = fifo_[(head_ + j + 1) % fifo_.size()];
+    --count_;
+    return true;
+  }
+  return false;
+}
+
 bool SessionCore::active_allowed(const NetAddr& a) const {
   // SECURITY: FTP bounce (CERT CA-1997-27, RFC 2577): the client may only name
   // its own address, on an unprivileged port, unless the operator listed it.
@@ -527,6 +538,23 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
     if (!drop) forward_reply(r, nullptr, -1, sink, false);
     return;
   }
+  if (r.code == 221 && !r.multiline && fifo_[head_].preliminary && is_transfer(fifo_[head_].verb) &&
+      take_queued_quit()) {
+    // RFC 959 §4.1.1: a QUIT sent during a transfer is answered after the
+    // transfer's result. A server that answers 221 first (pyftpdlib) would
+    // have the client take it for the transfer's reply: the 221 waits until
+    // the completion has gone out, and the session ends after it.
+    Command quit;
+    quit.verb = Verb::QUIT;
+    quit.verb_text = name_of(Verb::QUIT);
+    finding(sink, "reply-quit-before-transfer-end",
+            "221 to QUIT before the running transfer's completion reply (RFC 959 §4.1.1); held until after it",
+            Severity::warning, Side::server, &quit, FindingAction::logged, 0, reply_offset_);
+    held_quit_.assign(r.raw);
+    held_quit_offset_ = reply_offset_;
+    update_pause();
+    return;
+  }
   Pending& p = fifo_[head_];
   const std::int64_t latency = static_cast<std::int64_t>(now_us - p.sent_us);
   Command cmd;
@@ -602,6 +630,14 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
   if (transfer_end) sink.transfer_finished(r.code);
   forward_reply(r, &done, latency, sink, transfer_end);
   update_pause();
+  if (transfer_end && !held_quit_.empty()) {
+    // The QUIT the server answered early: its 221 now, then the end.
+    if (!settings_.observe) sink.send_to_client(held_quit_);
+    sink.on_reply({221, held_quit_, Verb::QUIT, -1, false, false, held_quit_offset_});
+    held_quit_.clear();
+    sink.close(EndReason::quit);
+    return;
+  }
   if (r.code == 421) sink.close(EndReason::upstream_421);
   // RFC 959 §4.1.1: QUIT answered 221 ends the session; the server closes
   // the connection after it. Said here so the session's end is named for the

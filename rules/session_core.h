@@ -178,6 +178,7 @@ class SessionCore {
   void forward_reply(const Reply& r, const Pending* p, std::int64_t latency, CoreSink& sink, bool after_data);
   void push_pending(const Pending& p);
   bool active_allowed(const NetAddr& a) const;  // the port-bounce check
+  bool take_queued_quit();  // removes a QUIT waiting behind the head; true if there was one
   void update_pause();
   std::string_view normalized(std::string_view text, std::string_view urgent_prefix);
 
@@ -199,6 +200,8 @@ class SessionCore {
   bool paused_ = true;  // until the greeting arrives
   bool closed_ = false;
   bool server_leg_seen_ = false;  // since the last data setup command went out
+  std::string held_quit_;         // a 221 the server sent before the running transfer's completion
+  std::uint64_t held_quit_offset_ = 0;
   bool in_pump_ = false;
   bool draining_ = false;
 };

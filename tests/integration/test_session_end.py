@@ -9,6 +9,7 @@ import re
 import socket
 import threading
 
+from checks import file_on
 from clients import RawClient, Target
 from servers import REPO
 
@@ -124,3 +125,37 @@ def test_shutdown_grace_over_is_shutdown(server, make_proxy, tmp_path):
     c.close()
     closes = [e for e in proxy.audit() if e["event"] == "session_close"]
     assert [e["reason"] for e in closes] == ["shutdown"], closes
+
+
+def test_quit_answered_before_the_transfer_ends(pyftpdlib_server, make_proxy):
+    """pyftpdlib answers a QUIT sent during a transfer at once, before the
+    transfer's 226 (RFC 959 §4.1.1 has it wait). The proxy holds that 221
+    behind the completion: the client gets every byte, then 226, then 221,
+    the server's deviation is a server_finding, and the session ends as a QUIT."""
+    srv = pyftpdlib_server
+    size = 24 << 20  # still on its way when the QUIT is answered: the client does not read yet
+    file_on(srv, "quit-early.bin", size, sparse=True)
+    proxy = make_proxy(srv, mode="enforce")
+    with RawClient.to(Target.via(proxy, srv), timeout=20) as c:
+        c.login()
+        assert c.cmd("TYPE I").code == 200
+        port = c.epsv()
+        d = socket.socket()
+        d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        d.connect(("127.0.0.1", port))
+        c.send(b"RETR quit-early.bin\r\nQUIT\r\n")
+        assert c.reply().code in (125, 150)
+        proxy.wait_event("server_finding", rule="reply-quit-before-transfer-end", timeout=10)
+        d.settimeout(20)
+        got = 0
+        while chunk := d.recv(1 << 16):
+            got += len(chunk)
+        d.close()
+        assert got == size
+        assert [c.reply().code, c.reply().code] == [226, 221]
+        c.sock.settimeout(5)
+        assert c.sock.recv(100) == b""
+    assert proxy.wait_event("session_close")["reason"] == "quit"
+    (t,) = proxy.events("transfer")
+    assert t["code"] == 226 and t["bytes"] == size, t
+    assert [e["rule"] for e in proxy.events("server_finding")] == ["reply-quit-before-transfer-end"]

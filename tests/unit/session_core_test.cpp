@@ -369,3 +369,28 @@ TEST(SessionCore, LangClntAndHostBeforeLoginPass) {
   r.server("230 in");
   EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings.front();
 }
+
+// pyftpdlib answers a QUIT sent during a transfer at once, before the
+// transfer's 226 (RFC 959 §4.1.1 has it wait): the 221 is held until the
+// completion has gone out, in command order, and then the session ends.
+TEST(SessionCore, Quit221BeforeTheTransfersCompletionIsHeldBehindIt) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.client("PASV");
+  r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
+  r.take_server();
+  r.client_raw("RETR f\r\nQUIT\r\n");
+  r.server("150 Sending.");
+  r.take_client();
+  EXPECT_EQ(r.take_server(), "RETR f\r\nQUIT\r\n");
+  r.server("221 Goodbye.");
+  EXPECT_EQ(r.take_client(), "");  // held
+  EXPECT_EQ(r.rec.closes, 0);
+  r.server("226 Transfer complete.");
+  EXPECT_EQ(r.rec.after_data, "226 Transfer complete.\r\n");
+  EXPECT_EQ(r.take_client(), "221 Goodbye.\r\n");
+  EXPECT_EQ(r.rec.closes, 1);
+  EXPECT_EQ(r.rec.last_close, EndReason::quit);
+  ASSERT_EQ(r.rec.findings.size(), 1u);
+  EXPECT_EQ(r.rec.findings[0], "reply-quit-before-transfer-end:logged");
+}
