@@ -68,6 +68,32 @@ def early_completion_server(scripted_server, size: int):
     return scripted_server({"TYPE": b"200 Binary.\r\n", "EPSV": epsv, "RETR": retr})
 
 
+def retr_and_quit_then_read(target, name: str, wait_for) -> int:
+    """RETR and QUIT sent together on a passive connection that is not read
+    until `wait_for()` returns; then the data, then the two replies, which
+    must be the transfer's 226 and the QUIT's 221 in that order, then the
+    close. Returns the bytes received."""
+    with RawClient.to(target, timeout=20) as c:
+        c.login()
+        assert c.cmd("TYPE I").code == 200
+        port = c.epsv()
+        d = socket.socket()
+        d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        d.connect(("127.0.0.1", port))
+        c.send(f"RETR {name}\r\nQUIT\r\n".encode())
+        assert c.reply().code in (125, 150)
+        wait_for()
+        d.settimeout(20)
+        got = 0
+        while chunk := d.recv(1 << 16):
+            got += len(chunk)
+        d.close()
+        assert [c.reply().code, c.reply().code] == [226, 221]
+        c.sock.settimeout(5)
+        assert c.sock.recv(100) == b""
+    return got
+
+
 def test_quit_behind_a_download_still_draining(scripted_server, make_proxy):
     """RETR and QUIT sent together, the data read only afterwards: the 226 and
     the 221 reach the proxy while the file is still on its way. The client
@@ -76,25 +102,9 @@ def test_quit_behind_a_download_still_draining(scripted_server, make_proxy):
     size = 24 << 20  # more than the socket buffers toward a client that does not read can hold
     up = early_completion_server(scripted_server, size)
     proxy = make_proxy(up, mode="enforce")
-    with RawClient.to(Target.via(proxy, up), timeout=15) as c:
-        c.login()
-        assert c.cmd("TYPE I").code == 200
-        port = c.epsv()
-        d = socket.socket()
-        d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        d.connect(("127.0.0.1", port))
-        c.send(b"RETR big.bin\r\nQUIT\r\n")
-        assert c.reply().code == 150
-        proxy.wait_event("reply", code=221, timeout=10)  # both replies are in; the data is not
-        d.settimeout(15)
-        got = 0
-        while chunk := d.recv(1 << 16):
-            got += len(chunk)
-        d.close()
-        assert got == size
-        assert [c.reply().code, c.reply().code] == [226, 221]
-        c.sock.settimeout(5)
-        assert c.sock.recv(100) == b""
+    # both replies are in before the data is read
+    got = retr_and_quit_then_read(Target.via(proxy, up), "big.bin", lambda: proxy.wait_event("reply", code=221, timeout=10))
+    assert got == size
     ev = proxy.wait_event("session_close")
     assert ev["reason"] == "quit", ev
     (t,) = proxy.events("transfer")
@@ -136,25 +146,9 @@ def test_quit_answered_before_the_transfer_ends(pyftpdlib_server, make_proxy):
     size = 24 << 20  # still on its way when the QUIT is answered: the client does not read yet
     file_on(srv, "quit-early.bin", size, sparse=True)
     proxy = make_proxy(srv, mode="enforce")
-    with RawClient.to(Target.via(proxy, srv), timeout=20) as c:
-        c.login()
-        assert c.cmd("TYPE I").code == 200
-        port = c.epsv()
-        d = socket.socket()
-        d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        d.connect(("127.0.0.1", port))
-        c.send(b"RETR quit-early.bin\r\nQUIT\r\n")
-        assert c.reply().code in (125, 150)
-        proxy.wait_event("server_finding", rule="reply-quit-before-transfer-end", timeout=10)
-        d.settimeout(20)
-        got = 0
-        while chunk := d.recv(1 << 16):
-            got += len(chunk)
-        d.close()
-        assert got == size
-        assert [c.reply().code, c.reply().code] == [226, 221]
-        c.sock.settimeout(5)
-        assert c.sock.recv(100) == b""
+    got = retr_and_quit_then_read(Target.via(proxy, srv), "quit-early.bin",
+                                  lambda: proxy.wait_event("server_finding", rule="reply-quit-before-transfer-end", timeout=10))
+    assert got == size
     assert proxy.wait_event("session_close")["reason"] == "quit"
     (t,) = proxy.events("transfer")
     assert t["code"] == 226 and t["bytes"] == size, t
