@@ -103,7 +103,8 @@ def test_quit_behind_a_download_still_draining(scripted_server, make_proxy):
     up = early_completion_server(scripted_server, size)
     proxy = make_proxy(up, mode="enforce")
     # both replies are in before the data is read
-    got = retr_and_quit_then_read(Target.via(proxy, up), "big.bin", lambda: proxy.wait_event("reply", code=221, timeout=10))
+    got = retr_and_quit_then_read(Target.via(proxy, up), "big.bin",
+                                  lambda: proxy.wait_event("reply", code=221, timeout=10))
     assert got == size
     ev = proxy.wait_event("session_close")
     assert ev["reason"] == "quit", ev
@@ -147,7 +148,8 @@ def test_quit_answered_before_the_transfer_ends(pyftpdlib_server, make_proxy):
     file_on(srv, "quit-early.bin", size, sparse=True)
     proxy = make_proxy(srv, mode="enforce")
     got = retr_and_quit_then_read(Target.via(proxy, srv), "quit-early.bin",
-                                  lambda: proxy.wait_event("server_finding", rule="reply-quit-before-transfer-end", timeout=10))
+                                  lambda: proxy.wait_event("server_finding", rule="reply-quit-before-transfer-end",
+                                                           timeout=10))
     assert got == size
     assert proxy.wait_event("session_close")["reason"] == "quit"
     (t,) = proxy.events("transfer")
