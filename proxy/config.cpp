@@ -29,18 +29,19 @@ struct Key {
   std::int64_t max = kNoMax;
 };
 
-// The key table. Order matches deploy/ftpwarden.toml; tests/integration/test_cli.py
+// The key table (times in seconds at most a year: a larger one would wrap
+// when counted in milliseconds). Order matches deploy/ftpwarden.toml; tests/integration/test_cli.py
 // checks that the sample lists exactly these keys with these defaults.
 const Key kKeys[] = {
     {"listen", "address", &Config::listen, "IP:PORT clients connect to ([v6]:port; port 0 picks one)"},
     {"upstream", "address", &Config::upstream, "HOST:PORT of the FTP server (required)"},
-    {"upstream", "connect_timeout_ms", &Config::upstream_connect_timeout_ms, "connect + the server's first reply", 1},
+    {"upstream", "connect_timeout_ms", &Config::upstream_connect_timeout_ms, "connect + the server's first reply", 1, 3600000},
     {"upstream", "max_connecting", &Config::upstream_max_connecting, "upstream connections waiting for a greeting", 1},
     {"data", "passive_ports", &Config::passive_ports, "LO-HI: the proxy's passive ports (1024..65535)"},
     {"data", "public_address", &Config::public_address, "IP announced in passive replies (empty: the local one)"},
     {"data", "allow_foreign_active", &Config::allow_foreign_active, "third-party IPs PORT/EPRT may name"},
-    {"data", "connect_timeout_s", &Config::data_connect_timeout_s, "data connection set-up", 1},
-    {"data", "stall_timeout_s", &Config::data_stall_timeout_s, "a data connection that moves no byte", 1},
+    {"data", "connect_timeout_s", &Config::data_connect_timeout_s, "data connection set-up", 1, 31536000},
+    {"data", "stall_timeout_s", &Config::data_stall_timeout_s, "a data connection that moves no byte", 1, 31536000},
     {"data", "relay", &Config::relay, "copy, splice or stream"},
     {"data", "relay_buffer_kib", &Config::relay_buffer_kib, "what a bulk transfer direction may hold", 64, 262144},
     {"data", "relay_memory_mib", &Config::relay_memory_mib, "all grown relay buffers together", 0, 1048576},
@@ -49,14 +50,14 @@ const Key kKeys[] = {
     {"limits", "max_line", &Config::max_line, "bytes in one command line", 64},
     {"limits", "max_sessions", &Config::max_sessions, "sessions in all", 1},
     {"limits", "max_sessions_per_ip", &Config::max_sessions_per_ip, "sessions from one address", 1},
-    {"limits", "login_timeout_s", &Config::login_timeout_s, "connect to logged in", 1},
-    {"limits", "idle_timeout_s", &Config::idle_timeout_s, "nothing from the client and no transfer", 1},
-    {"limits", "shutdown_grace_s", &Config::shutdown_grace_s, "open sessions' time after SIGTERM", 0},
+    {"limits", "login_timeout_s", &Config::login_timeout_s, "connect to logged in", 1, 31536000},
+    {"limits", "idle_timeout_s", &Config::idle_timeout_s, "nothing from the client and no transfer", 1, 31536000},
+    {"limits", "shutdown_grace_s", &Config::shutdown_grace_s, "open sessions' time after SIGTERM", 0, 31536000},
     {"limits", "max_bad_lines", &Config::max_bad_lines, "malformed command lines before 421", 1},
-    {"limits", "reply_timeout_s", &Config::reply_timeout_s, "a command's wait for its first reply", 1},
+    {"limits", "reply_timeout_s", &Config::reply_timeout_s, "a command's wait for its first reply", 1, 31536000},
     {"limits", "max_login_failures", &Config::max_login_failures, "failed logins from one address in the window", 1},
-    {"limits", "login_failure_window_s", &Config::login_failure_window_s, "the window they are counted in", 1},
-    {"limits", "login_cooldown_s", &Config::login_cooldown_s, "how long the address is refused then", 0},
+    {"limits", "login_failure_window_s", &Config::login_failure_window_s, "the window they are counted in", 1, 31536000},
+    {"limits", "login_cooldown_s", &Config::login_cooldown_s, "how long the address is refused then", 0, 31536000},
     {"audit", "path", &Config::audit_path, "the JSON Lines audit log, or - for stdout"},
     {"log", "level", &Config::log_level, "trace, debug, info, warning, error, critical, off"},
     {"server", "workers", &Config::workers, "event loops (0: one per core)", 0, 256},

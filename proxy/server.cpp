@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "audit_schema.h"
 #include "session.h"
@@ -86,9 +87,11 @@ Worker::~Worker() {
         if (!uv_is_closing(h)) uv_close(h, nullptr);
       },
       &open);
-  if (ran_) spdlog::error("worker {}: {} libuv handle(s) still open at exit", index_, open);
+  // (stderr directly: the logger may be shut down by now)
+  if (ran_) std::fprintf(stderr, "ftpwarden: worker %d: %zu libuv handle(s) still open at exit\n", index_, open);
   uv_run(&loop_, UV_RUN_DEFAULT);
-  if (int rc = uv_loop_close(&loop_); rc != 0) spdlog::error("worker {}: event loop not closed: {}", index_, uv_strerror(rc));
+  if (int rc = uv_loop_close(&loop_); rc != 0)
+    std::fprintf(stderr, "ftpwarden: worker %d: event loop not closed: %s\n", index_, uv_strerror(rc));
 }
 
 std::string Worker::next_session_id() {

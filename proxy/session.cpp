@@ -13,6 +13,7 @@ constexpr std::string_view kUpstreamDown = "421 Service not available, the serve
 constexpr std::string_view kCutShort = "426 Connection closed; transfer aborted.\r\n";
 
 std::uint64_t now_us() { return uv_hrtime() / 1000; }
+constexpr std::size_t kHeldHigh = 256 * 1024;  // as a control leg's write queue
 
 void tune_control_socket(Stream& s, bool oob_inline) {
   uv_tcp_nodelay(s.tcp(), 1);
@@ -99,7 +100,7 @@ void Session::on_connect(Stream& s, int status) {
 }
 
 void Session::sync_client_pause() {
-  if (closing_) return;
+  if (closing_ || !client_ || !upstream_) return;  // (the server's leg may be gone after its 221)
   // While the core holds the client's commands, keep reading up to a small
   // backlog so a client that hangs up is noticed; stop reading beyond it.
   if (core_->client_paused() && core_->client_backlog() >= static_cast<std::size_t>(cfg().max_line))
@@ -112,6 +113,12 @@ void Session::sync_client_pause() {
     client_->pause(pause_own_full);
   }
   if (upstream_->above_high()) client_->pause(pause_peer_full);
+  // Replies held behind a completion that waits for its data count as
+  // queued toward the client: past the high watermark, stop reading both.
+  if (held_.size() > kHeldHigh) {
+    upstream_->pause(pause_peer_full);
+    client_->pause(pause_own_full);
+  }
 }
 
 void Session::on_data(Stream& s, const char* p, std::size_t n) {
@@ -139,7 +146,7 @@ void Session::on_data(Stream& s, const char* p, std::size_t n) {
 void Session::on_drain(Stream& s) {
   if (closing_) return;
   if (&s == client_) {
-    upstream_->resume(pause_peer_full);
+    if (upstream_) upstream_->resume(pause_peer_full);
     client_->resume(pause_own_full);
   } else {
     client_->resume(pause_peer_full);
@@ -187,6 +194,10 @@ void Session::on_error(Stream& s, int err) {
   if (closing_) return;
   spdlog::debug("session {}: {} error: {}", id_, &s == client_ ? "client" : "upstream", uv_strerror(err));
   if (&s == upstream_) {
+    if (quit_after_deferred_) {  // its 221 is in: the held replies still go out, then the session ends
+      upstream_->close();
+      return;
+    }
     has_deferred_ = false;
     terminate(EndReason::upstream_error, "421 Service not available, connection to the server lost.\r\n");
     return;
@@ -202,10 +213,13 @@ void Session::on_shutdown(Stream& s) {
 }
 
 void Session::on_closed(Stream& s) {
+  const bool was_upstream = &s == upstream_;
   if (&s == client_) client_ = nullptr;
-  if (&s == upstream_) upstream_ = nullptr;
+  if (was_upstream) upstream_ = nullptr;
   --handles_;
-  if (!closing_) close_session(EndReason::connection_closed);
+  // The server's connection may go once it has answered QUIT; the session
+  // then ends when its held replies have been delivered.
+  if (!closing_ && !(was_upstream && quit_after_deferred_)) close_session(EndReason::connection_closed);
   if (handles_ == 0) {
     srv_.session_gone(this);
     delete this;
@@ -259,11 +273,12 @@ void Session::close_session(EndReason reason) {
 }
 
 void Session::tick(std::uint64_t now) {
-  timers_.set_logged_in(core_->logged_in());
+  timers_.set_logged_in(core_->logged_in(), now);
   const std::uint64_t since = core_->waiting_since_us();
   const std::uint64_t waited_ms = since != 0 ? (now_us() - since) / 1000 : 0;
   const Timer t = timers_.expired(now, waited_ms);
   if (t == Timer::close_grace) {  // a closing session that cannot flush is cut
+    if (data_) data_->abort("session-closed");
     if (client_) client_->close();
     if (upstream_) upstream_->close();
     return;
@@ -311,6 +326,7 @@ void Session::on_command(const CommandEvent& c) {
 }
 
 void Session::on_reply(const ReplyEvent& r) {
+  timers_.set_logged_in(core_->logged_in(), now_ms());  // a logout restarts the login period now
   Event e = event(audit::ev::reply);
   e.num(audit::f::code, r.code).str(audit::f::text, reply_text(r.raw));
   if (r.latency_us >= 0 && !r.from_proxy) e.num(audit::f::latency_us, r.latency_us);
@@ -385,8 +401,13 @@ void Session::flush_deferred() {
   send_to_client(deferred_);
   deferred_.clear();
   if (!held_.empty()) {
+    const bool was_full = held_.size() > kHeldHigh;
     send_to_client(held_);
     held_.clear();
+    if (was_full && client_ && upstream_ && !client_->above_high()) {
+      upstream_->resume(pause_peer_full);
+      client_->resume(pause_own_full);
+    }
   }
   if (quit_after_deferred_) close_session(EndReason::quit);
   else if (!closing_) finish_if_done();
@@ -399,6 +420,7 @@ void Session::replace_data(DataChannel* d) {
 }
 
 std::optional<NetAddr> Session::open_passive(const NetAddr& upstream) {
+  if (closing_) return std::nullopt;
   auto local = client_ ? client_->local() : std::nullopt;
   if (!local) return std::nullopt;
   auto* d = new DataChannel(*this, DataChannel::Kind::passive, upstream);
@@ -411,6 +433,7 @@ std::optional<NetAddr> Session::open_passive(const NetAddr& upstream) {
 }
 
 std::optional<NetAddr> Session::open_active(const NetAddr& client) {
+  if (closing_) return std::nullopt;
   auto local = upstream_ ? upstream_->local() : std::nullopt;
   if (!local) return std::nullopt;
   auto* d = new DataChannel(*this, DataChannel::Kind::active, client);
@@ -441,8 +464,15 @@ void Session::abort_data() {
 void Session::close(EndReason reason) {
   // The core asks to close after its last words (421, 221): let them flush.
   // A completion reply still waiting for its data goes first.
-  if (reason == EndReason::quit && has_deferred_) quit_after_deferred_ = true;
-  else close_session(reason);
+  if (reason == EndReason::quit && has_deferred_) {
+    quit_after_deferred_ = true;
+    return;
+  }
+  // Last words (a 421) queued behind a reply still waiting for its data go
+  // out now: the data connection is cut with the session.
+  if (!held_.empty() && client_ && !closing_) client_->write(held_);
+  held_.clear();
+  close_session(reason);
 }
 
 void Session::data_opened(const DataChannel&, const NetAddr& client_side, const NetAddr& server_side) {

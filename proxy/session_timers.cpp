@@ -31,7 +31,7 @@ TimerLimits TimerLimits::from(const Config& c) {
 }
 
 SessionTimers::SessionTimers(const TimerLimits& limits, std::uint64_t now_ms)
-    : limits_(limits), opened_ms_(now_ms), idle_since_ms_(now_ms) {}
+    : limits_(limits), login_since_ms_(now_ms), idle_since_ms_(now_ms) {}
 
 void SessionTimers::upstream_connecting(std::uint64_t now_ms) {
   connecting_ = true;
@@ -65,7 +65,7 @@ void SessionTimers::closing(std::uint64_t now_ms) {
 Timer SessionTimers::expired(std::uint64_t now, std::uint64_t reply_waited_ms) const {
   if (closing_) return past(now, closing_since_ms_, limits_.close_grace_ms) ? Timer::close_grace : Timer::none;
   if (connecting_ && past(now, connect_started_ms_, limits_.upstream_connect_ms)) return Timer::upstream_connect;
-  if (!logged_in_ && past(now, opened_ms_, limits_.login_ms)) return Timer::login;
+  if (!logged_in_ && past(now, login_since_ms_, limits_.login_ms)) return Timer::login;
   if (reply_waited_ms > limits_.reply_ms) return Timer::reply;
   if (!busy_ && past(now, idle_since_ms_, limits_.idle_ms)) return Timer::idle;
   if (data_ == DataState::listening && past(now, data_since_ms_, limits_.data_connect_ms)) return Timer::data_connect;

@@ -44,7 +44,12 @@ class SessionTimers {
 
   void upstream_connecting(std::uint64_t now_ms);
   void upstream_answered() { connecting_ = false; }
-  void set_logged_in(bool in) { logged_in_ = in; }
+  // Logged in or not (a USER or REIN after login logs out: the login
+  // period starts again then).
+  void set_logged_in(bool in, std::uint64_t now_ms) {
+    if (logged_in_ && !in) login_since_ms_ = now_ms;
+    logged_in_ = in;
+  }
   void client_spoke(std::uint64_t now_ms);
   // A transfer is running or a data connection is up: the session is not
   // idle. When that ends, the idle period starts then, exactly.
@@ -70,7 +75,7 @@ class SessionTimers {
   }
 
   TimerLimits limits_;
-  std::uint64_t opened_ms_;
+  std::uint64_t login_since_ms_;
   std::uint64_t connect_started_ms_ = 0;
   std::uint64_t idle_since_ms_;
   std::uint64_t data_since_ms_ = 0, data_last_ms_ = 0;

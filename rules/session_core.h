@@ -143,7 +143,8 @@ class SessionCore {
   std::uint32_t state_bits() const { return state_; }
   bool logged_in() const { return (state_ & pbit(Predicate::logged_in)) != 0; }
   bool transfer_running() const { return (state_ & pbit(Predicate::transfer_running)) != 0; }
-  std::size_t pending_commands() const { return count_; }
+  // Commands still owed a reply (a QUIT whose early 221 is held counts).
+  std::size_t pending_commands() const { return count_ + (held_quit_.empty() ? 0 : 1); }
   // When the oldest command still waiting for its first reply was forwarded
   // (now_us units as given), or 0 when none waits. A transfer waiting for its
   // completion after the 1xx does not count: data may move for hours.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 
 from checks import file_on
 from clients import RawClient, Target
@@ -68,18 +69,25 @@ def early_completion_server(scripted_server, size: int):
     return scripted_server({"TYPE": b"200 Binary.\r\n", "EPSV": epsv, "RETR": retr})
 
 
+def login_with_an_unread_data_connection(c: RawClient) -> socket.socket:
+    """Logs in, TYPE I, and connects a passive data connection with a small
+    receive buffer that the caller does not read yet."""
+    c.login()
+    assert c.cmd("TYPE I").code == 200
+    port = c.epsv()
+    d = socket.socket()
+    d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    d.connect(("127.0.0.1", port))
+    return d
+
+
 def retr_and_quit_then_read(target, name: str, wait_for) -> int:
     """RETR and QUIT sent together on a passive connection that is not read
     until `wait_for()` returns; then the data, then the two replies, which
     must be the transfer's 226 and the QUIT's 221 in that order, then the
     close. Returns the bytes received."""
     with RawClient.to(target, timeout=20) as c:
-        c.login()
-        assert c.cmd("TYPE I").code == 200
-        port = c.epsv()
-        d = socket.socket()
-        d.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
-        d.connect(("127.0.0.1", port))
+        d = login_with_an_unread_data_connection(c)
         c.send(f"RETR {name}\r\nQUIT\r\n".encode())
         assert c.reply().code in (125, 150)
         wait_for()
@@ -155,3 +163,52 @@ def test_quit_answered_before_the_transfer_ends(pyftpdlib_server, make_proxy):
     (t,) = proxy.events("transfer")
     assert t["code"] == 226 and t["bytes"] == size, t
     assert [e["rule"] for e in proxy.events("server_finding")] == ["reply-quit-before-transfer-end"]
+
+
+def test_replies_behind_a_draining_transfer_stay_bounded(scripted_server, make_proxy):
+    """While a completion reply waits for its data to drain, later replies
+    wait behind it; a client that keeps sending commands without reading its
+    data cannot make them pile up: past a control leg's high watermark the
+    proxy stops reading the client (and the server), and once the data is
+    read every reply arrives, in order."""
+    size = 24 << 20
+    up = early_completion_server(scripted_server, size)
+    proxy = make_proxy(up, mode="enforce")
+    noops = 60000  # about 840 KiB of "200 NOOP ok." replies, 360 KiB of commands
+    with RawClient.to(Target.via(proxy, up), timeout=20) as c:
+        d = login_with_an_unread_data_connection(c)
+        c.send(b"RETR big.bin\r\n")
+        assert c.reply().code == 150
+        proxy.wait_event("reply", code=226, timeout=10)  # in, and held: the data is not read
+        c.sock.setblocking(False)
+        burst, sent = b"NOOP\r\n" * noops, 0
+        end = time.monotonic() + 3
+        while sent < len(burst) and time.monotonic() < end:
+            try:
+                sent += c.sock.send(burst[sent:])
+            except BlockingIOError:
+                time.sleep(0.05)
+        c.sock.setblocking(True)
+        # The proxy forwards NOOPs until the held replies pass 256 KiB (about
+        # 19000), then stops reading: the count settles well below all of them.
+        forwarded, end = -1, time.monotonic() + 20
+        while time.monotonic() < end:
+            time.sleep(0.5)
+            now = up.verbs().count("NOOP")
+            if now == forwarded:
+                break
+            forwarded = now
+        assert 0 < forwarded < 30000, forwarded
+        d.settimeout(20)
+        got = 0
+        while chunk := d.recv(1 << 16):
+            got += len(chunk)
+        d.close()
+        assert got == size
+        c.send(burst[sent:])
+        c.sock.settimeout(20)
+        assert c.reply().code == 226
+        codes = {c.reply().code for _ in range(noops)}
+        assert codes == {200}, codes
+        assert c.cmd("QUIT").code == 221
+    assert up.verbs().count("NOOP") == noops

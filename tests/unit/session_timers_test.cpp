@@ -45,7 +45,7 @@ TEST(SessionTimers, IdleStartsWhenTheTransferEndsNotAtTheLastTick) {
   // idle period starts at 1990, so 1.5 s of idleness is first seen at 4010,
   // not at 3010 (1010 + 1500 < 3010 < 1990 + 1500).
   SessionTimers t(limits(), 0);
-  t.set_logged_in(true);
+  t.set_logged_in(true, 0);
   t.client_spoke(500);
   t.set_busy(true, 500);
   for (std::uint64_t tick = kPhase; tick < 1990; tick += 1000) EXPECT_EQ(t.expired(tick, 0), Timer::none);
@@ -56,14 +56,14 @@ TEST(SessionTimers, IdleStartsWhenTheTransferEndsNotAtTheLastTick) {
 
 TEST(SessionTimers, IdleNeverFiresWhileBusy) {
   SessionTimers t(limits(), 0);
-  t.set_logged_in(true);
+  t.set_logged_in(true, 0);
   t.set_busy(true, 5);
   EXPECT_EQ(first_tick(t, Timer::idle, 0, 100000), std::nullopt);
 }
 
 TEST(SessionTimers, IdleRestartsWithEachClientLine) {
   SessionTimers t(limits(), 0);
-  t.set_logged_in(true);
+  t.set_logged_in(true, 0);
   t.client_spoke(1005);  // just before the tick at 1010
   EXPECT_EQ(first_tick(t, Timer::idle, 0, 10000), 3010u);
   t.client_spoke(3011);  // just after it
@@ -72,7 +72,7 @@ TEST(SessionTimers, IdleRestartsWithEachClientLine) {
 
 TEST(SessionTimers, BusyAgainKeepsTheIdleClockOff) {
   SessionTimers t(limits(), 0);
-  t.set_logged_in(true);
+  t.set_logged_in(true, 0);
   t.set_busy(true, 100);
   t.set_busy(false, 1020);  // a transfer ends just after a tick...
   t.set_busy(true, 1030);   // ...and the next one begins at once
@@ -85,7 +85,7 @@ TEST(SessionTimers, LoginCountsFromTheSessionOpening) {
   SessionTimers t(limits(), 1011);  // opened just after a tick
   t.client_spoke(1500);             // talking does not log anyone in
   EXPECT_EQ(first_tick(t, Timer::login, 0, 10000), 3010u);
-  t.set_logged_in(true);
+  t.set_logged_in(true, 0);
   EXPECT_EQ(first_tick(t, Timer::login, 0, 100000), std::nullopt);
 }
 
@@ -99,7 +99,7 @@ TEST(SessionTimers, UpstreamConnectCountsFromTheConnectUntilTheServerSpeaks) {
 
 TEST(SessionTimers, ReplyCountsFromTheForwardedCommand) {
   SessionTimers t(limits(), 0);
-  t.set_logged_in(true);
+  t.set_logged_in(true, 0);
   t.client_spoke(1011);
   // The command went out at 1011; the reply clock is the core's own.
   EXPECT_EQ(first_tick(t, Timer::reply, 0, 10000, 1011), 3010u);
@@ -109,7 +109,7 @@ TEST(SessionTimers, ReplyCountsFromTheForwardedCommand) {
 
 TEST(SessionTimers, DataConnectCountsFromTheListener) {
   SessionTimers t(limits(), 0);
-  t.set_logged_in(true);
+  t.set_logged_in(true, 0);
   t.set_busy(true, 0);  // keep idle out of the way
   t.data_listening(1011);
   EXPECT_EQ(first_tick(t, Timer::data_connect, 0, 10000), 3010u);
@@ -119,7 +119,7 @@ TEST(SessionTimers, DataConnectCountsFromTheListener) {
 
 TEST(SessionTimers, DataStallCountsFromTheLastByteMoved) {
   SessionTimers t(limits(), 0);
-  t.set_logged_in(true);
+  t.set_logged_in(true, 0);
   t.set_busy(true, 0);
   t.data_listening(100);
   t.data_connected(200);
@@ -140,7 +140,7 @@ TEST(SessionTimers, CloseGraceCountsFromTheClosingAndHidesTheOthers) {
 
 TEST(SessionTimers, ExpiryIsStrictlyPastTheLimit) {
   SessionTimers t(limits(), 0);
-  t.set_logged_in(true);
+  t.set_logged_in(true, 0);
   EXPECT_EQ(t.expired(1500, 0), Timer::none);
   EXPECT_EQ(t.expired(1501, 0), Timer::idle);
   EXPECT_EQ(t.expired(1501, 1500), Timer::idle);  // reply at its limit is not expired
@@ -151,4 +151,13 @@ TEST(SessionTimers, NamesAreTheAuditLogsTimerField) {
   EXPECT_EQ(name_of(Timer::upstream_connect), "upstream_connect");
   EXPECT_EQ(name_of(Timer::data_stall), "data_stall");
   EXPECT_EQ(name_of(Timer::idle), "idle");
+}
+
+TEST(SessionTimers, LoginStartsAgainWhenTheSessionLogsOut) {
+  // Logged in early; a new USER (or REIN) at 5000 logs out: the login period
+  // counts from then, not from the session's opening.
+  SessionTimers t(limits(), 0);
+  t.set_logged_in(true, 500);
+  t.set_logged_in(false, 5000);
+  EXPECT_EQ(first_tick(t, Timer::login, 5000, 20000), 7010u);
 }
