@@ -92,6 +92,12 @@ class Proxy:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def exit_stats(self) -> dict[str, int]:
+        """The counters the proxy printed as it exited (after terminate()):
+        every loop iteration is done, nothing is still being counted."""
+        line = [l for l in self.stderr().splitlines() if " stats at exit: " in l][-1]
+        return {k: int(v) for k, v in (kv.split("=") for kv in line.split(" stats at exit: ", 1)[1].split())}
+
     def stats(self, timeout: float = 5.0) -> dict[str, int]:
         """The workers' counters, summed (proxy/worker_stats.h): SIGUSR1 makes
         the proxy print them on its operational log; returns the new line's."""
