@@ -64,7 +64,6 @@ class SessionTimers {
   // long the oldest command still waiting for its first reply has waited
   // (0 when none waits; measured by the caller on the core's own clock).
   Timer expired(std::uint64_t now_ms, std::uint64_t reply_waited_ms) const;
-  bool busy() const { return busy_; }
   // When the idle period began (valid while not busy).
   std::uint64_t idle_since_ms() const { return idle_since_ms_; }
 

@@ -65,6 +65,9 @@ class LogEntry:
         return int(m.group(1)) if m and self.direction == "reply" else None
 
 
+NOBODY = 65534  # the uid ProFTPD's and Pure-FTPd's sessions run as
+
+
 class FtpServer:
     """Common part: a process in its own process group, a root dir, a log."""
 
@@ -115,6 +118,13 @@ class FtpServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def own_tree(self, uid: int) -> None:
+        """Gives the served tree to the uid the server's sessions run as."""
+        for dirpath, _, filenames in os.walk(self.root):
+            os.chown(dirpath, uid, -1)
+            for f in filenames:
+                os.chown(os.path.join(dirpath, f), uid, -1)
 
     pasv_ports = 200  # size of the passive range
     uid = 0           # who owns the files the server serves (pyftpdlib runs as root)

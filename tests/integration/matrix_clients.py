@@ -195,9 +195,6 @@ def check_results(p: Pair, did: set[str]) -> None:
         assert not (p.server_dir / NEWDIR).exists()
 
 
-def sha(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
 
 def masked(line: str) -> str:
     """A command as compared between the proxy's log and the server's: PASS

@@ -28,6 +28,11 @@ def find_proxy_binary() -> str | None:
 LISTEN_RE = re.compile(r"listening on (\S+):(\d+) -> (\S+) \(mode=(\w+)\)")
 
 
+def parse_stats(line: str, marker: str) -> dict[str, int]:
+    """The name=value pairs after `marker` in an operational-log line."""
+    return {k: int(v) for k, v in (kv.split("=") for kv in line.split(marker, 1)[1].split())}
+
+
 class Proxy:
     """ftpwarden in front of `upstream` (an FtpServer or "host:port").
 
@@ -96,7 +101,7 @@ class Proxy:
         """The counters the proxy printed as it exited (after terminate()):
         every loop iteration is done, nothing is still being counted."""
         line = [l for l in self.stderr().splitlines() if " stats at exit: " in l][-1]
-        return {k: int(v) for k, v in (kv.split("=") for kv in line.split(" stats at exit: ", 1)[1].split())}
+        return parse_stats(line, " stats at exit: ")
 
     def stats(self, timeout: float = 5.0) -> dict[str, int]:
         """The workers' counters, summed (proxy/worker_stats.h): SIGUSR1 makes
@@ -107,7 +112,7 @@ class Proxy:
         while True:
             lines = [l for l in self.stderr().splitlines() if " stats: " in l]
             if len(lines) > before:
-                return {k: int(v) for k, v in (kv.split("=") for kv in lines[before].split(" stats: ", 1)[1].split())}
+                return parse_stats(lines[before], " stats: ")
             if time.monotonic() > end:
                 raise TimeoutError(f"no stats line from {self}")
             time.sleep(0.02)

@@ -10,9 +10,8 @@ import re
 import shutil
 from pathlib import Path
 
-from ftp_server import FtpServer, LogEntry, sha512_crypt
+from ftp_server import NOBODY, FtpServer, LogEntry, sha512_crypt
 
-NOBODY = 65534
 
 
 def find_proftpd() -> str | None:
@@ -76,10 +75,7 @@ class ProftpdServer(FtpServer):
                                           f"{self.root}:/bin/false\n")
         (self.base / "passwd").chmod(0o600)
         (self.base / "group").write_text(f"nogroup:x:{NOBODY}:\n")
-        for dirpath, _, filenames in os.walk(self.root):
-            os.chown(dirpath, NOBODY, NOBODY)
-            for f in filenames:
-                os.chown(os.path.join(dirpath, f), NOBODY, NOBODY)
+        self.own_tree(self.uid)
         def launch():
             self.conf.write_text(PROFTPD_CONF.format(
                 port=self.port, base=self.base, log=self.log, tag=self.base.name,

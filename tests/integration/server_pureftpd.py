@@ -16,8 +16,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from server_proftpd import NOBODY
-from ftp_server import FtpServer, LogEntry, in_private_mounts, sha512_crypt
+from ftp_server import NOBODY, FtpServer, LogEntry, in_private_mounts, sha512_crypt
 
 
 def find_pureftpd() -> str | None:
@@ -79,10 +78,7 @@ class PureftpdServer(FtpServer):
                           "::::::::::::\n")
         passwd.chmod(0o600)
         subprocess.run([pure_pw, "mkdb", str(pdb), "-f", str(passwd)], check=True, capture_output=True)
-        for dirpath, _, filenames in os.walk(self.root):
-            os.chown(dirpath, NOBODY, NOBODY)
-            for f in filenames:
-                os.chown(os.path.join(dirpath, f), NOBODY, NOBODY)
+        self.own_tree(self.uid)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(str(self.sock_path))
         os.chmod(self.sock_path, 0o666)

@@ -122,10 +122,7 @@ class VsftpdServer(FtpServer):
 
     def start(self, tries: int = 8) -> "VsftpdServer":
         etc = private_etc(self.base, self.user, self.password, self.uid, self.root)
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            os.chown(dirpath, self.uid, -1)
-            for f in filenames:
-                os.chown(os.path.join(dirpath, f), self.uid, -1)
+        self.own_tree(self.uid)
         binds = "\n".join(f"mount --bind {etc / n} /etc/{n}" for n in ("passwd", "group", "shadow", "pam.d"))
         def launch():
             self.conf.write_text(VSFTPD_CONF.format(
