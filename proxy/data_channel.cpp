@@ -9,7 +9,6 @@ DataChannel::DataChannel(DataOwner& s, Kind kind, const NetAddr& target) : s_(s)
 std::optional<NetAddr> DataChannel::open(const NetAddr& bind_host, const std::optional<NetAddr>& announce) {
   listener_ = Listener::create(s_.loop(), this);
   ++handles_;
-  s_.timers().data_listening(s_.now_ms());
   NetAddr bind = bind_host;
   if (kind_ == Kind::passive) {
     PortPool& pool = s_.ports();
@@ -111,7 +110,7 @@ void DataChannel::on_data(Stream& s, const char* p, std::size_t n) {
   if (!o || o->closing()) return;
   if (&s == server_) down_ += n;
   else up_ += n;
-  s_.timers().data_moved(s_.now_ms());
+  s_.data_moved();
   o->write(std::string_view(p, n));
   if (o->above_high()) s.pause(pause_peer_full);
 }
@@ -143,7 +142,7 @@ void DataChannel::abort(std::string_view reason) {
 
 void DataChannel::on_relayed(int dir, std::size_t n) {
   (dir == 0 ? up_ : down_) += n;
-  s_.timers().data_moved(s_.now_ms());
+  s_.data_moved();
 }
 
 void DataChannel::on_relay_end(bool ok, const char* reason) {

@@ -1,8 +1,8 @@
 // A data connection: the proxy's listener (its passive port toward the
 // client, or its active port toward the server) and the two legs it joins,
 // relayed both ways with backpressure. It knows its owner only through
-// DataOwner: what it needs (loop, clock, ports, settings) and what it reports
-// (opened, ended, gone, a stranger refused). No FTP in here.
+// DataOwner: what it needs (loop, ports, settings) and what it reports (bytes
+// moved, opened, ended, gone, a stranger refused). No FTP in here.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -11,7 +11,6 @@
 #include "config.h"
 #include "net.h"
 #include "port_pool.h"
-#include "session_timers.h"
 #include "socket_relay.h"
 
 namespace ftpw {
@@ -22,11 +21,11 @@ class DataOwner {
  public:
   virtual ~DataOwner() = default;
   virtual uv_loop_t* loop() const = 0;
-  virtual std::uint64_t now_ms() const = 0;
   virtual PortPool& ports() = 0;
   virtual const Config& cfg() const = 0;
   virtual const NetAddr& peer() const = 0;  // the client's control address
-  virtual SessionTimers& timers() = 0;      // data listening / moved
+  // Bytes moved (the stall timer restarts).
+  virtual void data_moved() = 0;
   // The server leg began (passive: the proxy connects; active: the server connected).
   virtual void data_server_leg() = 0;
   virtual void data_opened(const DataChannel& d, const NetAddr& client_side, const NetAddr& server_side) = 0;

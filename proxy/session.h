@@ -1,36 +1,33 @@
 // One proxied FTP session: the client's control connection, the upstream's,
 // the protocol core between them, and at most one data channel at a time.
-// The session executes what the core decides; it holds no FTP knowledge of
-// its own.
+// The session reports what its sockets and the clock did to the core and
+// carries out what the core decides (send, hold reads, open or abort a data
+// channel, close); it keeps no FTP state and asks the core nothing back.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 
-#include "audit_log.h"
 #include "config.h"
+#include "data_channel.h"
 #include "net.h"
 #include "session_core.h"
-#include "session_timers.h"
-#include "data_channel.h"
+#include "session_host.h"
 
 namespace ftpw {
 
-class Worker;
-
 class Session : public StreamHandler, public CoreSink, public DataOwner {
  public:
-  Session(Worker& srv, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer);
+  Session(SessionHost& host, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer);
   ~Session() override;
   void start();
   // Called by the worker when this session may connect upstream.
   void connect_upstream();
-  void tick(std::uint64_t now_ms);
-  // Ends the session now with a 421 to the client (shutdown, limits).
-  void terminate(EndReason reason, std::string_view reply);
+  void tick();
+  // Ends the session now with the reason's 421 to the client (shutdown, limits).
+  void terminate(EndReason reason);
   bool closing() const { return closing_; }
-  Worker& server() { return srv_; }
 
   // StreamHandler (control legs)
   void on_data(Stream& s, const char* p, std::size_t n) override;
@@ -45,44 +42,39 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   void on_command(const CommandEvent& c) override;
   void on_reply(const ReplyEvent& r) override;
   void on_finding(const Finding& f) override;
+  void on_transfer(const TransferRecord& t) override;
+  void on_timeout(Timer t) override;
+  void on_login_failed() override;
   void send_to_server(std::string_view bytes) override;
   void send_to_client(std::string_view bytes) override;
-  void send_to_client_after_data(std::string_view bytes) override;
-  std::optional<NetAddr> open_passive(const NetAddr& upstream) override;
-  std::optional<NetAddr> open_active(const NetAddr& client) override;
-  void transfer_started(const TransferStart& t) override;
-  void transfer_finished(int code) override;
-  void abort_data() override;
+  void open_data(const DataRequest& req) override;
+  void abort_data(std::string_view reason) override;
+  void hold_reads(Side side, bool hold) override;
   void close(EndReason reason) override;
+  void close_now() override;
 
-  // From the data channel
   // DataOwner
-  uv_loop_t* loop() const override;
-  std::uint64_t now_ms() const override;
-  PortPool& ports() override;
+  uv_loop_t* loop() const override { return host_.loop(); }
+  PortPool& ports() override { return host_.ports(); }
   const Config& cfg() const override { return snap_->cfg; }
   const NetAddr& peer() const override { return peer_; }
-  SessionTimers& timers() override { return timers_; }
+  void data_moved() override;
   void data_opened(const DataChannel& d, const NetAddr& client_side, const NetAddr& server_side) override;
   void data_server_leg() override;
   void data_ended(const DataChannel& d, std::string_view reason, bool delivered) override;
   void data_gone(DataChannel* d) override;
   void data_event(std::string_view rule, std::string_view message, const NetAddr& who) override;
 
-  Event event(std::string_view name) const { return Event(name, id_, peer_str_); }
-  void audit(const Event& e) const;
-
  private:
   enum Tag { tag_client = 1, tag_upstream = 2 };
+  Event event(std::string_view name) const { return Event(name, id_, peer_str_); }
+  void audit(const Event& e) const { host_.audit().write(e); }
   void close_session(EndReason reason);
-  void finish_if_done();
-  void flush_deferred();
-  void replace_data(DataChannel* d);
-  void sync_client_pause();
+  void after_core();
+  void sync_backpressure();
   void release_slot();
-  void update_busy();
 
-  Worker& srv_;
+  SessionHost& host_;
   std::shared_ptr<const Snapshot> snap_;
   std::string id_;
   NetAddr peer_;
@@ -93,34 +85,10 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   std::unique_ptr<SessionCore> core_;
   int handles_ = 0;
   std::uint64_t opened_ms_ = 0;
-  SessionTimers timers_;
   // The worker's limit on upstream connections waiting for the server's first reply.
   enum class UpstreamSlot : std::uint8_t { none, queued, held, done } slot_ = UpstreamSlot::none;
-  bool closing_ = false, client_eof_ = false, logged_session_close_ = false;
-  bool data_up_ = false;  // a data connection's two legs are connected
-
-  // The transfer in progress (from its 1xx to its completion reply)
-  struct Transfer {
-    bool active = false;
-    Verb verb = Verb::unknown;
-    std::string path;
-    bool reused = false;
-    bool download = false;
-    int code = 0;
-    std::uint64_t start_us = 0;
-  } xfer_;
-  // The current data connection's result, kept after its channel is gone (a
-  // fast transfer can end before the server's 1xx is read): the transfer's
-  // byte counts, and whether the proxy cut it (a 2xx then becomes 426).
-  struct DataResult {
-    bool made = false, cut = false;
-    std::uint64_t down = 0, up = 0;
-  } last_data_;
-  std::string deferred_;  // completion reply waiting for the data to drain
-  bool has_deferred_ = false;
-  std::string held_;      // replies that came after the deferred one
-  bool quit_after_deferred_ = false;  // QUIT answered 221 while a reply waits
-  bool pending_close_ = false;  // too many failed logins: 421 after this reply
+  bool closing_ = false, logged_session_close_ = false;
+  bool login_limit_ = false;  // the client's address reached its failed-login limit
 };
 
 }  // namespace ftpw

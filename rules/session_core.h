@@ -1,20 +1,28 @@
 // The I/O-free heart of ftpwarden: one FTP control session seen from the middle.
 //
-// The caller pushes the bytes each side sent (on_client_bytes / on_server_bytes)
-// and data-connection events; the core frames and parses them, mirrors the
-// client's and the server's state machines, evaluates the rules and tells the
-// caller what to do through a CoreSink: bytes to send to either side, replies to
-// hold until the data connection has drained, data connections to open, and the
-// events the audit log records. The live proxy and the offline linter drive the
-// same core; neither the core nor the sink contract knows about sockets.
+// The caller reports facts: the bytes each side sent, what the data
+// connection did, that a side went away, the clock. The core frames and
+// parses the bytes, mirrors the client's and the server's state machines,
+// runs the built-in checks and the rules, follows each transfer to its
+// outcome and keeps the session's timers. It tells the caller what to do
+// through a CoreSink: bytes to send to either side, a data listener to open
+// or a data connection to tear down, when to stop and resume reading a side,
+// when to close; and the events the audit log records. The caller asks the
+// core nothing back. The live proxy and the offline linter drive the same
+// core; neither the core nor the sink contract knows about sockets.
 //
 // Flow control: while a forwarded command has no reply yet, the core buffers
-// the client's further bytes and reports client_paused(); the caller stops
-// reading the client until it clears (it clears from within on_server_bytes,
-// which then processes the buffered commands). Commands are therefore judged
-// on the state the server's replies produced, in both modes.
+// the client's further bytes (judged once the reply is in: commands are judged
+// on the state the server's replies produced, in both modes) and asks the
+// caller to stop reading the client once that backlog reaches a line's worth.
+// A transfer's completion reply waits until its data connection has closed;
+// replies that follow it wait behind it.
+//
+// The implementation is in four files: session_core.cpp (facts from the
+// caller, the transfer's end, the session's end), client_mirror.cpp (the
+// client's commands), server_mirror.cpp (the server's replies), data_setup.cpp
+// (PASV/EPSV/PORT/EPRT rewritten around the proxy's own data addresses).
 #pragma once
-#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -26,8 +34,11 @@
 #include "end_reason.h"
 #include "framer.h"
 #include "netaddr.h"
+#include "pending_queue.h"
 #include "reply.h"
 #include "rule_set.h"
+#include "session_timers.h"
+#include "transfer.h"
 
 namespace ftpw {
 
@@ -64,48 +75,39 @@ struct Finding {
   std::uint64_t offset;        // stream offset on `side`
 };
 
-// Data-connection facts the proxy reports. A server may answer 125 ("already
-// open") as soon as it has accepted the proxy's connection, before the proxy's
-// own connect callback has run; and for an empty file the connection can open
-// and close before the 125 is read. So what counts is that a connection with
-// the server was made or begun since the data setup, not that it is open now.
-enum class DataEvent : std::uint8_t {
-  server_leg,  // the proxy began connecting to the server's data port (passive)
-               // or accepted the server's connection (active)
-  opened,      // both legs connected
-  closed,      // the data connection ended
-};
-
-struct TransferStart {
-  Verb verb;
-  std::string_view path;
-  bool reused;                 // the server answered 125
-  bool download;               // data flows server -> client
+// A data listener the proxy is to open: passive, toward the client, joined to
+// `target` (the server's data port); active, toward the server, joined to
+// `target` (the client's data port). The caller answers with
+// SessionCore::on_data_listening.
+struct DataRequest {
+  enum class Kind : std::uint8_t { passive, active } kind;
+  NetAddr target;
 };
 
 class CoreSink {
  public:
   virtual ~CoreSink() = default;
+  // Events for the audit log.
   virtual void on_command(const CommandEvent&) {}
   virtual void on_reply(const ReplyEvent&) {}
   virtual void on_finding(const Finding&) {}
+  virtual void on_transfer(const TransferRecord&) {}
+  virtual void on_timeout(Timer t) { (void)t; }
+  // The server refused a password (530 to PASS): the caller counts failures
+  // by address and may answer with SessionCore::on_login_limit.
+  virtual void on_login_failed() {}
+  // Decisions.
   virtual void send_to_server(std::string_view bytes) { (void)bytes; }
   virtual void send_to_client(std::string_view bytes) { (void)bytes; }
-  // A transfer's completion reply: send it once the data connection has
-  // delivered everything and closed.
-  virtual void send_to_client_after_data(std::string_view bytes) { send_to_client(bytes); }
-  // The server offered a passive data port at `upstream`. Return the address
-  // the client must connect to (the proxy's), or nullopt when none is available.
-  virtual std::optional<NetAddr> open_passive(const NetAddr& upstream) { (void)upstream; return std::nullopt; }
-  // The client announced an active data address (already checked). Return the
-  // address the server must connect to (the proxy's), or nullopt.
-  virtual std::optional<NetAddr> open_active(const NetAddr& client) { (void)client; return std::nullopt; }
-  virtual void transfer_started(const TransferStart&) {}
-  virtual void transfer_finished(int code) { (void)code; }
-  // ABOR: tear the data connection down now.
-  virtual void abort_data() {}
+  virtual void open_data(const DataRequest& req) { (void)req; }
+  // Tear the data connection down now (ABOR, a failed transfer, a timer).
+  virtual void abort_data(std::string_view reason) { (void)reason; }
+  // Stop (true) or resume (false) reading from a side.
+  virtual void hold_reads(Side side, bool hold) { (void)side, (void)hold; }
   // Close the session after what was sent so far has been flushed.
   virtual void close(EndReason reason) { (void)reason; }
+  // The closing session could not flush within its grace: cut everything.
+  virtual void close_now() {}
 };
 
 struct CoreSettings {
@@ -120,6 +122,8 @@ struct CoreSettings {
   bool check_active_peer = true;  // SECURITY: PORT/EPRT must name the client's own address
   std::vector<NetAddr> allow_foreign_active;  // third parties PORT/EPRT may name
   std::uint32_t max_bad_lines = 10;  // framing problems before 421 and close
+  TimerLimits timers{};
+  std::size_t max_held_replies = 256 * 1024;  // replies waiting behind a completion
 };
 
 struct SessionPeers {
@@ -129,59 +133,84 @@ struct SessionPeers {
 
 class SessionCore {
  public:
-  SessionCore(CoreSettings settings, std::shared_ptr<const RuleSet> rules, SessionPeers peers);
+  // `now_us`: when the session opened, on the clock every later call uses.
+  SessionCore(CoreSettings settings, std::shared_ptr<const RuleSet> rules, SessionPeers peers,
+              std::uint64_t now_us = 0);
 
+  // Bytes from either side.
   void on_client_bytes(std::string_view bytes, std::uint64_t now_us, CoreSink& sink);
   void on_server_bytes(std::string_view bytes, std::uint64_t now_us, CoreSink& sink);
-  // What the data connection toward the server did, for the 125 check.
-  void on_data_event(DataEvent e);
-  // The client closed its side: nothing more will come from it.
-  bool client_paused() const { return paused_; }
-  // Client bytes received while paused, waiting to be judged.
-  std::size_t client_backlog() const { return client_backlog_.size(); }
-  bool closed() const { return closed_; }
+  // The client closed its sending side: what it sent before is still answered.
+  void on_client_eof(std::uint64_t now_us, CoreSink& sink);
+  // The server's control connection went away: closed by the server
+  // (upstream_closed), failed (upstream_error), or closed for no known cause.
+  void on_server_gone(EndReason why, std::uint64_t now_us, CoreSink& sink);
+  // The caller began connecting to the server (the connect timer runs).
+  void on_upstream_connecting(std::uint64_t now_us);
+  // The answer to open_data: the address to announce, or nullopt when no
+  // listener could be opened.
+  void on_data_listening(const std::optional<NetAddr>& mine, std::uint64_t now_us, CoreSink& sink);
+  void on_data(const DataFact& f, std::uint64_t now_us, CoreSink& sink);
+  void on_data_moved(std::uint64_t now_us) { timers_.data_moved(now_us / 1000); }
+  // The clock: fires the session's timers.
+  void on_tick(std::uint64_t now_us, CoreSink& sink);
+  // Too many failed logins from the client's address.
+  void on_login_limit(CoreSink& sink) { end(EndReason::login_failures, sink); }
+  // The caller ends the session (shutdown, the server unreachable): the client
+  // hears the reason's 421 (rules/end_reasons.def).
+  void end(EndReason reason, CoreSink& sink);
+  // The caller is closing the session's connections (the close grace runs).
+  void on_closing(std::uint64_t now_us) {
+    timers_.closing(now_us / 1000);
+    ended_ = true;
+  }
+  // End of input (linter): judge the client lines still waiting for replies.
+  void finish(std::uint64_t now_us, CoreSink& sink);
+
+  bool closed() const { return closed_ || ended_; }
   std::uint32_t state_bits() const { return state_; }
   bool logged_in() const { return (state_ & pbit(Predicate::logged_in)) != 0; }
   bool transfer_running() const { return (state_ & pbit(Predicate::transfer_running)) != 0; }
   // Commands still owed a reply (a QUIT whose early 221 is held counts).
-  std::size_t pending_commands() const { return count_ + (held_quit_.empty() ? 0 : 1); }
-  // When the oldest command still waiting for its first reply was forwarded
-  // (now_us units as given), or 0 when none waits. A transfer waiting for its
-  // completion after the 1xx does not count: data may move for hours.
-  std::uint64_t waiting_since_us() const;
-  // A transfer command (RETR, STOR, LIST...) still waits for its completion.
-  bool transfer_pending() const;
+  std::size_t pending_commands() const { return pending_.size() + (held_quit_.empty() ? 0 : 1); }
+  bool client_paused() const { return paused_; }
+  std::size_t client_backlog() const { return client_backlog_.size(); }
   const RuleSet& rules() const { return *rules_; }
   const CoreSettings& settings() const { return settings_; }
-  // End of input (linter): judge the client lines still waiting for replies.
-  void finish(std::uint64_t now_us, CoreSink& sink);
-  // Frees buffers an idle session does not need.
-  void shrink();
 
  private:
-  struct Pending {
-    Verb verb = Verb::unknown;       // what the client sent
-    Verb sent = Verb::unknown;       // what went to the server (EPSV<->PASV translation)
-    bool replied = false;            // any reply (1xx included) seen
-    bool preliminary = false;        // a 1xx seen
-    bool epsv_all = false;
-    std::uint64_t sent_us = 0;
-  };
-
+  // client_mirror.cpp
   void pump_client(std::uint64_t now_us, CoreSink& sink);
   void handle_client_line(const Line& line, std::uint64_t now_us, CoreSink& sink);
+  void handle_bad_line(const Line& line, std::uint32_t framing, CoreSink& sink);
+  std::string_view normalized(std::string_view text, std::string_view urgent_prefix);
+  // server_mirror.cpp
+  void pump_server(std::uint64_t now_us, CoreSink& sink);
+  void read_replies(std::string_view& in, std::uint64_t now_us, CoreSink& sink);
   void handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& sink);
+  bool hold_early_quit(const Reply& r, CoreSink& sink);
+  void handle_preliminary(const Reply& r, Pending& p, std::int64_t latency, std::uint64_t now_us, CoreSink& sink);
+  void forward_reply(const Reply& r, const Pending* p, std::int64_t latency, std::uint64_t now_us, CoreSink& sink,
+                     bool completion);
+  // data_setup.cpp
+  void setup_active(const Command& cmd, const NetAddr& target, bool epsv_all, std::uint64_t offset,
+                    std::uint64_t now_us, CoreSink& sink);
+  void setup_passive(const Pending& p, const Reply& r, std::int64_t latency, CoreSink& sink);
+  bool retry_passive(const Pending& done, const Reply& r, std::int64_t latency, std::uint64_t now_us, CoreSink& sink);
+  // session_core.cpp
+  void to_client(std::string_view bytes, CoreSink& sink);
   void proxy_reply(std::string_view line, const Command& cmd, std::uint64_t offset, CoreSink& sink);
   void finding(CoreSink& sink, std::string_view rule, std::string_view msg, Severity sev, Side side, const Command* cmd,
                FindingAction act, int code, std::uint64_t offset);
-  void apply_completion(Verb verb, bool epsv_all, int code, bool had_preliminary);
-  bool forward_passive_reply(const Pending& p, const Reply& r, std::uint64_t now_us, CoreSink& sink);
-  void forward_reply(const Reply& r, const Pending* p, std::int64_t latency, CoreSink& sink, bool after_data);
-  void push_pending(const Pending& p);
-  bool active_allowed(const NetAddr& a) const;  // the port-bounce check
-  bool take_queued_quit();  // removes a QUIT waiting behind the head; true if there was one
+  void complete(Verb verb, bool epsv_all, int code, bool had_preliminary);
+  void hold_completion(std::string_view raw, std::uint64_t now_us, CoreSink& sink);
+  void release_completion(std::uint64_t now_us, CoreSink& sink);
+  void close(EndReason reason, CoreSink& sink);
+  void check_finished(CoreSink& sink);
+  void after_input(std::uint64_t now_us, CoreSink& sink);
   void update_pause();
-  std::string_view normalized(std::string_view text, std::string_view urgent_prefix);
+  void update_busy(std::uint64_t now_us);
+  void shrink();
 
   CoreSettings settings_;
   std::shared_ptr<const RuleSet> rules_;
@@ -189,22 +218,46 @@ class SessionCore {
   LineFramer client_framer_;
   LineFramer server_framer_;
   ReplyAssembler assembler_;
+  SessionTimers timers_;
+  PendingQueue pending_;
+  Transfer transfer_;
   std::string client_backlog_;     // client bytes not yet framed while paused
+  std::string server_backlog_;     // server bytes not yet framed while a data listener is awaited
   std::string scratch_;            // outgoing line being built
-  std::string transfer_path_;
-  std::array<Pending, 8> fifo_{};
-  std::size_t head_ = 0, count_ = 0;
+  std::string transfer_path_;      // the argument of the last transfer command sent
   std::uint32_t state_ = 0;
   std::uint32_t bad_lines_ = 0;
   std::uint64_t reply_offset_ = 0;
   bool greeted_ = false;
   bool paused_ = true;  // until the greeting arrives
-  bool closed_ = false;
+  bool closed_ = false;  // no more input is judged
+  bool ended_ = false;   // the sink was told to close
+  bool in_pump_ = false, in_server_pump_ = false;
+  bool draining_ = false;
+  bool client_eof_ = false;
   bool server_leg_seen_ = false;  // since the last data setup command went out
+  bool data_live_ = false;        // a data listener or connection exists
+  bool data_up_ = false;          // both legs connected
+  bool held_client_ = false, held_server_ = false;  // reads the caller was told to hold
+
+  // A data listener asked for and not answered yet: what to do with its address.
+  struct AwaitedData {
+    bool active = false;        // PORT/EPRT/LPRT (else a passive reply)
+    Verb verb = Verb::unknown;  // the client's command
+    bool epsv_all = false;
+    std::int64_t latency = 0;   // passive: the server's reply latency
+    std::uint64_t offset = 0;
+    std::uint64_t sent_us = 0;  // active: when the command came
+  };
+  std::optional<AwaitedData> awaited_;
+
+  // A completion reply waiting for its data connection, and what came behind it.
+  std::string completion_;
+  bool has_completion_ = false;
+  std::string held_;
+  bool quit_after_completion_ = false;  // QUIT answered 221 while the completion waits
   std::string held_quit_;         // a 221 the server sent before the running transfer's completion
   std::uint64_t held_quit_offset_ = 0;
-  bool in_pump_ = false;
-  bool draining_ = false;
 };
 
 }  // namespace ftpw

@@ -41,13 +41,18 @@ when = ["restart-pending"]
 )";
 
 struct Sink : ftpw::CoreSink {
+  ftpw::SessionCore* core = nullptr;
   ftpw::NetAddr addr = *ftpw::NetAddr::parse_host_port("127.0.0.1:50000");
   bool give = true;
-  std::optional<ftpw::NetAddr> open_passive(const ftpw::NetAddr&) override {
-    return give ? std::optional<ftpw::NetAddr>(addr) : std::nullopt;
+  bool sync = true;    // answer open_data at once, as the proxy does, or later
+  bool asked = false;  // an open_data not answered yet
+  void open_data(const ftpw::DataRequest&) override {
+    if (sync) answer(0);
+    else asked = true;
   }
-  std::optional<ftpw::NetAddr> open_active(const ftpw::NetAddr&) override {
-    return give ? std::optional<ftpw::NetAddr>(addr) : std::nullopt;
+  void answer(std::uint64_t now) {
+    asked = false;
+    core->on_data_listening(give ? std::optional<ftpw::NetAddr>(addr) : std::nullopt, now, *this);
   }
 };
 }  // namespace
@@ -66,7 +71,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   ftpw::SessionCore core(s, rules,
                          {*ftpw::NetAddr::parse_host_port("127.0.0.1:4000"), *ftpw::NetAddr::parse_host_port("127.0.0.2:21")});
   Sink sink;
+  sink.core = &core;
   sink.give = data[0] & 4;
+  sink.sync = data[0] & 8;
   std::size_t i = 1;
   std::uint64_t now = 0;
   while (i + 2 <= size && !core.closed()) {
@@ -79,7 +86,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     switch (flags & 3) {
       case 0: core.on_client_bytes(bytes, now, sink); break;
       case 1: core.on_server_bytes(bytes, now, sink); break;
-      case 2: core.on_data_event(static_cast<ftpw::DataEvent>((flags >> 2) % 3)); break;
+      case 2:
+        switch ((flags >> 2) % 8) {
+          case 0: core.on_data({ftpw::DataEvent::server_leg}, now, sink); break;
+          case 1: core.on_data({ftpw::DataEvent::opened}, now, sink); break;
+          case 2: core.on_data({ftpw::DataEvent::closed, n, len, (flags & 0x80) != 0}, now, sink); break;
+          case 3: if (sink.asked) sink.answer(now); break;
+          case 4: core.on_tick(now * 1000000, sink); break;
+          case 5: core.on_client_eof(now, sink); break;
+          case 6: core.on_server_gone(ftpw::EndReason::upstream_closed, now, sink); break;
+          case 7: core.on_data_moved(now); break;
+        }
+        break;
       case 3: core.finish(now, sink); break;
     }
   }

@@ -104,7 +104,7 @@ class Proxy:
         return parse_stats(line, " stats at exit: ")
 
     def stats(self, timeout: float = 5.0) -> dict[str, int]:
-        """The workers' counters, summed (proxy/worker_stats.h): SIGUSR1 makes
+        """The workers' counters, summed (proxy/stats.h): SIGUSR1 makes
         the proxy print them on its operational log; returns the new line's."""
         before = self.stderr().count(" stats: ")
         self.proc.send_signal(signal.SIGUSR1)
@@ -155,7 +155,23 @@ class Proxy:
 
     def cleanup(self) -> None:
         self.stop()
+        self.archive_audit()
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def archive_audit(self) -> None:
+        """With FTPW_AUDIT_ARCHIVE=dir, keep this proxy's audit log there under
+        the test's name (tests/integration/compare_audit.py compares two such
+        directories)."""
+        dest = os.environ.get("FTPW_AUDIT_ARCHIVE")
+        if not dest or not self.audit_path.exists():
+            return
+        test = os.environ.get("PYTEST_CURRENT_TEST", "outside-a-test").rsplit(" (", 1)[0]
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", test)
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        n = 0
+        while (Path(dest) / f"{name}.{n}.jsonl").exists():
+            n += 1
+        shutil.copyfile(self.audit_path, Path(dest) / f"{name}.{n}.jsonl")
 
     # -- audit log
     def audit_text(self) -> str:

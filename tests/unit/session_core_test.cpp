@@ -114,10 +114,13 @@ TEST(SessionCore, TransferDirection) {
     r.server("229 (|||40001|)");
     r.client(cmd);
     r.server("150 go");
-    EXPECT_EQ(r.rec.last_download, download) << cmd;
     r.server("226 done");
+    r.data_closed(3, 5);
+    ASSERT_FALSE(r.rec.transfers.empty()) << cmd;
+    EXPECT_EQ(r.rec.transfers.back().download, download) << cmd;
+    EXPECT_EQ(r.rec.transfers.back().bytes, download ? 3u : 5u) << cmd;
   }
-  EXPECT_EQ(r.rec.transfers_started, 7);
+  EXPECT_EQ(r.rec.transfers.size(), 7u);
 }
 
 TEST(SessionCore, Reply125AnnotatedAndCompletionAfterData) {
@@ -125,19 +128,27 @@ TEST(SessionCore, Reply125AnnotatedAndCompletionAfterData) {
   r.login();
   r.client("EPSV");
   r.server("229 (|||40001|)");
-  r.core->on_data_event(DataEvent::server_leg);
-  r.core->on_data_event(DataEvent::opened);
+  r.data(DataEvent::server_leg);
+  r.data(DataEvent::opened);
   r.client("RETR f");
   r.server("125 Data connection already open. Transfer starting.");
-  EXPECT_EQ(r.rec.transfers_started, 1);
-  EXPECT_TRUE(r.rec.last_reused);
   EXPECT_TRUE(r.rec.reply_reused.back());
   EXPECT_TRUE(r.core->transfer_running());
   r.take_client();
   r.server("226 Transfer complete.");
-  EXPECT_EQ(r.take_client(), "");
-  EXPECT_EQ(r.rec.after_data, "226 Transfer complete.\r\n");
-  EXPECT_EQ(r.rec.transfers_finished, 1);
+  EXPECT_EQ(r.take_client(), "");  // waits for the data connection
+  EXPECT_TRUE(r.rec.transfers.empty());
+  r.client("NOOP");
+  r.server("200 ok");
+  EXPECT_EQ(r.take_client(), "");  // behind the completion
+  r.data_closed(1234, 0);
+  EXPECT_EQ(r.take_client(), "226 Transfer complete.\r\n200 ok\r\n");
+  ASSERT_EQ(r.rec.transfers.size(), 1u);
+  EXPECT_TRUE(r.rec.transfers[0].reused);
+  EXPECT_TRUE(r.rec.transfers[0].download);
+  EXPECT_EQ(r.rec.transfers[0].bytes, 1234u);
+  EXPECT_EQ(r.rec.transfers[0].code, 226);
+  EXPECT_EQ(r.rec.transfers[0].path, "f");
   EXPECT_TRUE(r.rec.findings.empty());
 }
 
@@ -194,13 +205,16 @@ TEST(SessionCore, AborDuringTransfer) {
   r.client("RETR big");
   r.server("150 sending");
   r.take_server();
+  r.take_client();
   r.client_raw("\xff\xf4\xff\xf2" "ABOR\r\n");
-  EXPECT_EQ(r.rec.aborts, 1);
+  ASSERT_EQ(r.rec.aborts.size(), 1u);
+  EXPECT_EQ(r.rec.aborts[0], "abor");
   EXPECT_EQ(r.take_server(), "\xff\xf4\xff\xf2" "ABOR\r\n");
   r.server("426 Transfer aborted.");
   r.server("226 ABOR successful.");
-  EXPECT_EQ(r.rec.after_data, "426 Transfer aborted.\r\n");
-  EXPECT_EQ(r.take_client().find("226 ABOR successful.\r\n") != std::string::npos, true);
+  EXPECT_EQ(r.take_client(), "426 Transfer aborted.\r\n226 ABOR successful.\r\n");
+  ASSERT_EQ(r.rec.transfers.size(), 1u);
+  EXPECT_EQ(r.rec.transfers[0].code, 426);
   EXPECT_FALSE(r.core->client_paused());
   EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings[0];
 }
@@ -295,15 +309,15 @@ TEST(SessionCore, Reply125BeforeTheProxysConnectCompletes) {
   r.login();
   r.client("PASV");
   r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
-  r.core->on_data_event(DataEvent::server_leg);  // the client connected; the proxy connects on
+  r.data(DataEvent::server_leg);  // the client connected; the proxy connects on
   r.client("RETR f");
   r.server("125 Data connection already open. Transfer starting.");
-  r.core->on_data_event(DataEvent::opened);  // the proxy's connect callback, after the 125
-  r.core->on_data_event(DataEvent::closed);
+  r.data(DataEvent::opened);  // the proxy's connect callback, after the 125
+  r.data_closed();
   r.server("226 Transfer complete.");
   EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings.front();
-  EXPECT_TRUE(r.rec.last_reused);
-  EXPECT_EQ(r.rec.transfers_finished, 1);
+  ASSERT_EQ(r.rec.transfers.size(), 1u);
+  EXPECT_TRUE(r.rec.transfers[0].reused);
 }
 
 TEST(SessionCore, Reply125AfterTheDataConnectionCameAndWent) {
@@ -311,14 +325,15 @@ TEST(SessionCore, Reply125AfterTheDataConnectionCameAndWent) {
   r.login();
   r.client("EPSV");
   r.server("229 Entering Extended Passive Mode (|||40001|)");
-  r.core->on_data_event(DataEvent::server_leg);
-  r.core->on_data_event(DataEvent::opened);
-  r.core->on_data_event(DataEvent::closed);  // an empty file: done before the 125 is read
+  r.data(DataEvent::server_leg);
+  r.data(DataEvent::opened);
+  r.data_closed();  // an empty file: done before the 125 is read
   r.client("RETR empty");
   r.server("125 Data connection already open. Transfer starting.");
   r.server("226 Transfer complete.");
   EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings.front();
-  EXPECT_TRUE(r.rec.last_reused);
+  ASSERT_EQ(r.rec.transfers.size(), 1u);
+  EXPECT_TRUE(r.rec.transfers[0].reused);
 }
 
 TEST(SessionCore, Reply125WithNoDataConnectionForThisSetupIsAFinding) {
@@ -326,9 +341,9 @@ TEST(SessionCore, Reply125WithNoDataConnectionForThisSetupIsAFinding) {
   r.login();
   r.client("PASV");
   r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
-  r.core->on_data_event(DataEvent::server_leg);
-  r.core->on_data_event(DataEvent::opened);
-  r.core->on_data_event(DataEvent::closed);
+  r.data(DataEvent::server_leg);
+  r.data(DataEvent::opened);
+  r.data_closed();
   r.client("RETR a");
   r.server("125 Data connection already open. Transfer starting.");
   r.server("226 Transfer complete.");
@@ -346,7 +361,7 @@ TEST(SessionCore, Reply125ForAnActiveConnectionMadeBeforeThe200) {
   CoreRig r(Mode::enforce);
   r.login();
   r.client("PORT 127,0,0,1,200,10");
-  r.core->on_data_event(DataEvent::server_leg);  // the server connects for PORT at once
+  r.data(DataEvent::server_leg);  // the server connects for PORT at once
   r.server("200 Active data connection established.");
   r.client("RETR f");
   r.server("125 Data connection already open. Transfer starting.");
@@ -387,8 +402,10 @@ TEST(SessionCore, Quit221BeforeTheTransfersCompletionIsHeldBehindIt) {
   EXPECT_EQ(r.take_client(), "");  // held
   EXPECT_EQ(r.rec.closes, 0);
   r.server("226 Transfer complete.");
-  EXPECT_EQ(r.rec.after_data, "226 Transfer complete.\r\n");
-  EXPECT_EQ(r.take_client(), "221 Goodbye.\r\n");
+  EXPECT_EQ(r.take_client(), "");  // the completion waits for its data, the 221 behind it
+  EXPECT_EQ(r.rec.closes, 0);
+  r.data_closed(10, 0);
+  EXPECT_EQ(r.take_client(), "226 Transfer complete.\r\n221 Goodbye.\r\n");
   EXPECT_EQ(r.rec.closes, 1);
   EXPECT_EQ(r.rec.last_close, EndReason::quit);
   ASSERT_EQ(r.rec.findings.size(), 1u);

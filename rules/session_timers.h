@@ -1,6 +1,6 @@
 // A session's timers as deadlines counted from the moment each period began.
 //
-// The session reports what happened and when (client bytes, a transfer
+// The session core reports what happened and when (client bytes, a transfer
 // starting or ending, a data connection opening, moving bytes, closing) and
 // asks expired(now) on each tick which timer, if any, has run out. Nothing
 // here depends on when the ticks come: every period starts at the event that
@@ -11,8 +11,6 @@
 #include <string_view>
 
 namespace ftpw {
-
-struct Config;
 
 enum class Timer : std::uint8_t {
   none,
@@ -34,7 +32,6 @@ struct TimerLimits {
   std::uint64_t data_connect_ms = 30000;
   std::uint64_t data_stall_ms = 300000;
   std::uint64_t close_grace_ms = 5000;
-  static TimerLimits from(const Config& c);
 };
 
 class SessionTimers {

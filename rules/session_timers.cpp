@@ -1,7 +1,5 @@
 #include "session_timers.h"
 
-#include "config.h"
-
 namespace ftpw {
 
 std::string_view name_of(Timer t) {
@@ -16,18 +14,6 @@ std::string_view name_of(Timer t) {
     case Timer::close_grace: return "close_grace";
   }
   return "none";
-}
-
-TimerLimits TimerLimits::from(const Config& c) {
-  auto s = [](std::int64_t v) { return static_cast<std::uint64_t>(v) * 1000; };
-  TimerLimits l;
-  l.upstream_connect_ms = static_cast<std::uint64_t>(c.upstream_connect_timeout_ms);
-  l.login_ms = s(c.login_timeout_s);
-  l.reply_ms = s(c.reply_timeout_s);
-  l.idle_ms = s(c.idle_timeout_s);
-  l.data_connect_ms = s(c.data_connect_timeout_s);
-  l.data_stall_ms = s(c.data_stall_timeout_s);
-  return l;
 }
 
 SessionTimers::SessionTimers(const TimerLimits& limits, std::uint64_t now_ms)

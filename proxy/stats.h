@@ -1,0 +1,187 @@
+// What each worker counts, declared once. The struct, the totals line the
+// operational log prints (on SIGUSR1 and at exit) and the tests that read it
+// all come from the lists below. Each worker owns its counters and touches
+// them on its own thread only, with relaxed atomics and no locked instruction
+// (a finding's rule, a name not known in advance, takes a worker-local lock:
+// findings are rare, the relay never takes it). A reading sums the workers.
+//
+// The totals line: `name=value` for each counter and gauge, `name.label=value`
+// for each label of a labelled family and each histogram bucket (`le_N`,
+// cumulative, with `count` and `sum`) that is not zero.
+#pragma once
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "verbs.h"
+
+namespace ftpw {
+
+// The bounded label sets: a value outside a set counts under its first label.
+struct VerbLabels {  // the verb table; a verb not in it is "other"
+  static constexpr std::size_t size = kVerbCount;
+  static std::string_view label(std::size_t i) { return i == 0 ? "other" : name_of(static_cast<Verb>(i)); }
+};
+struct ReplyClassLabels {
+  static constexpr std::size_t size = 5;
+  static std::string_view label(std::size_t i) {
+    static constexpr std::string_view n[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+    return n[i];
+  }
+  static std::size_t of(int code) { return code >= 100 && code < 600 ? static_cast<std::size_t>(code / 100 - 1) : 0; }
+};
+struct DirectionLabels {
+  static constexpr std::size_t size = 2;
+  static std::string_view label(std::size_t i) { return i == 0 ? "download" : "upload"; }
+};
+struct DataConnLabels {
+  static constexpr std::size_t size = 2;
+  static std::string_view label(std::size_t i) { return i == 0 ? "new" : "reused"; }
+};
+// Why a connection was refused before it became a session (proxy/worker.cpp).
+// X(enumerator, label, the 421 it hears; "" for the session end's own, rules/end_reasons.def)
+#define FTPW_REFUSALS(X)                                                                           \
+  X(max_sessions, "max-sessions", "421 Too many users, try again later.\r\n")                        \
+  X(max_sessions_per_ip, "max-sessions-per-ip", "421 Too many connections from your address.\r\n")  \
+  X(login_cooldown, "login-cooldown", "421 Too many failed logins from your address, try again later.\r\n") \
+  X(shutting_down, "shutting-down", "")                                                            \
+  X(no_peer, "no-peer", "421 Service not available.\r\n")
+enum class Refusal : std::uint8_t {
+#define FTPW_REFUSAL_ENUM(e, name, reply) e,
+  FTPW_REFUSALS(FTPW_REFUSAL_ENUM)
+#undef FTPW_REFUSAL_ENUM
+};
+struct RefusalLabels {
+  static constexpr std::size_t size = 0
+#define FTPW_REFUSAL_COUNT(e, name, reply) +1
+      FTPW_REFUSALS(FTPW_REFUSAL_COUNT)
+#undef FTPW_REFUSAL_COUNT
+      ;
+  static std::string_view label(std::size_t i) {
+    static constexpr std::string_view n[] = {
+#define FTPW_REFUSAL_NAME(e, name, reply) name,
+        FTPW_REFUSALS(FTPW_REFUSAL_NAME)
+#undef FTPW_REFUSAL_NAME
+    };
+    return n[i];
+  }
+};
+// The 421 line (with CRLF) a refused connection hears.
+std::string_view reply_of(Refusal r);
+
+// Histogram bucket bounds (upper, inclusive), in the unit of the name.
+struct LatencyBucketsUs {
+  static constexpr std::array<std::uint64_t, 12> bounds{100,    250,    500,     1000,    2500,    5000,
+                                                        10000,  25000,  100000,  500000,  2000000, 10000000};
+};
+struct DurationBucketsMs {
+  static constexpr std::array<std::uint64_t, 8> bounds{10, 100, 1000, 10000, 60000, 600000, 3600000, 36000000};
+};
+
+// X(name, doc)
+#define FTPW_COUNTERS(X)                                                             \
+  X(sessions_total, "sessions accepted")                                             \
+  X(sessions_refused, "connections refused (limits, shutting down)")                 \
+  X(violations, "client violations and data-peer mismatches")                        \
+  X(transfers, "transfers ended (completion reply sent)")                            \
+  X(upstream_connect_failures, "upstream connects that failed or timed out")         \
+  X(loop_wakeups, "times the event loop blocked waiting for events")                 \
+  X(loop_ticks, "runs of the worker's 250 ms housekeeping timer")                    \
+  X(poll_windows, "busy-poll windows opened by control traffic")                     \
+  X(poll_windows_cut, "busy-poll windows closed early because a session ended")
+// X(name, doc)
+#define FTPW_GAUGES(X) X(sessions_open, "sessions open now")
+// X(name, label set, doc)
+#define FTPW_LABELLED(X)                                                             \
+  X(commands, VerbLabels, "commands from clients, by verb")                          \
+  X(replies, ReplyClassLabels, "replies to clients (the server's and the proxy's), by class") \
+  X(bytes, DirectionLabels, "data connection bytes relayed, by direction")           \
+  X(data_connections, DataConnLabels, "transfers by data connection: new or reused (125)") \
+  X(refused, RefusalLabels, "connections refused, by reason")
+// X(name, buckets, doc)
+#define FTPW_HISTOGRAMS(X)                                                           \
+  X(reply_latency_us, LatencyBucketsUs, "server reply latency after the command went out") \
+  X(transfer_duration_ms, DurationBucketsMs, "transfer duration, first reply to completion")
+
+// One writer (the worker's thread), any reader.
+class StatCounter {
+ public:
+  void operator++() { add(1); }
+  void operator--() { add(~std::uint64_t{0}); }  // gauges: wraps back on the sum
+  void add(std::uint64_t n) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  std::uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> v_{0};
+};
+
+template <class Labels>
+struct LabelledCounter {
+  std::array<StatCounter, Labels::size> by;
+  StatCounter& operator[](std::size_t i) { return by[i < Labels::size ? i : 0]; }
+};
+
+template <class Buckets>
+struct Histogram {
+  static constexpr std::size_t size = Buckets::bounds.size() + 1;  // + the overflow bucket
+  std::array<StatCounter, size> counts;                            // not cumulative
+  StatCounter sum;
+  void observe(std::uint64_t v) {
+    std::size_t i = 0;
+    while (i < Buckets::bounds.size() && v > Buckets::bounds[i]) ++i;
+    ++counts[i];
+    sum.add(v);
+  }
+};
+
+// Findings by rule (client violations by rule and action, server findings by rule).
+class FindingCounts {
+ public:
+  void count(std::string_view rule, bool client, bool rejected);
+  // key "rule.action" (violations) or "rule" (server findings) -> count
+  void add_to(std::map<std::string, std::uint64_t>& violations, std::map<std::string, std::uint64_t>& server) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::uint64_t, std::less<>> violations_, server_;
+};
+
+// A reading: summed over workers, printed.
+struct StatTotals {
+#define FTPW_STAT_FIELD(name, doc) std::uint64_t name = 0;
+  FTPW_COUNTERS(FTPW_STAT_FIELD)
+  FTPW_GAUGES(FTPW_STAT_FIELD)
+#undef FTPW_STAT_FIELD
+#define FTPW_STAT_LABELLED(name, labels, doc) std::array<std::uint64_t, labels::size> name{};
+  FTPW_LABELLED(FTPW_STAT_LABELLED)
+#undef FTPW_STAT_LABELLED
+#define FTPW_STAT_HIST(name, buckets, doc)                                  \
+  std::array<std::uint64_t, Histogram<buckets>::size> name{};               \
+  std::uint64_t name##_sum = 0;
+  FTPW_HISTOGRAMS(FTPW_STAT_HIST)
+#undef FTPW_STAT_HIST
+  std::map<std::string, std::uint64_t> violations_by_rule, server_findings_by_rule;
+  std::string to_string() const;
+};
+
+struct WorkerStats {
+#define FTPW_STAT_FIELD(name, doc) StatCounter name;
+  FTPW_COUNTERS(FTPW_STAT_FIELD)
+  FTPW_GAUGES(FTPW_STAT_FIELD)
+#undef FTPW_STAT_FIELD
+#define FTPW_STAT_LABELLED(name, labels, doc) LabelledCounter<labels> name;
+  FTPW_LABELLED(FTPW_STAT_LABELLED)
+#undef FTPW_STAT_LABELLED
+#define FTPW_STAT_HIST(name, buckets, doc) Histogram<buckets> name;
+  FTPW_HISTOGRAMS(FTPW_STAT_HIST)
+#undef FTPW_STAT_HIST
+  FindingCounts findings;
+  void add_to(StatTotals& t) const;
+};
+
+}  // namespace ftpw

@@ -1,0 +1,229 @@
+// SessionCore, the client's side: framing its bytes, parsing each command and
+// its typed argument, the rules, and the built-in answers (framing problems,
+// AUTH, malformed or bouncing data addresses), then forwarding what passes.
+#include "completion.h"
+#include "security_checks.h"
+#include "session_core.h"
+
+namespace ftpw {
+namespace {
+
+constexpr std::string_view kFramingReply[] = {
+    "500 Command line not terminated by CRLF.\r\n",  // bare_lf
+    "500 Bare CR inside a command line.\r\n",        // bare_cr
+    "500 NUL byte inside a command line.\r\n",       // nul_in_line
+    "500 Command line too long.\r\n",                // line_too_long
+    "500 Invalid TELNET sequence.\r\n",              // bad_iac (reported through the telnet-bad rule)
+};
+constexpr std::string_view kAuthReply = "534 TLS is not available through this proxy.\r\n";
+constexpr std::string_view kBounceReply = "504 The data address must be your own, with a port of 1024 or above.\r\n";
+constexpr std::string_view kBadArgReply = "501 Syntax error in parameters or arguments.\r\n";
+
+bool opens_data(Verb v) {
+  switch (v) {
+    case Verb::PASV:
+    case Verb::EPSV:
+    case Verb::LPSV:
+    case Verb::PORT:
+    case Verb::EPRT:
+    case Verb::LPRT:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The predicate bits a command's argument sets when malformed; EPSV ALL and
+// an active data address are read on the way.
+std::uint32_t check_argument(const Command& cmd, bool& epsv_all, std::optional<NetAddr>& active_addr) {
+  auto bad = [](bool ok) { return ok ? 0u : pbit(Predicate::arg_bad); };
+  switch (cmd.verb) {
+    case Verb::PORT:
+    case Verb::EPRT:
+    case Verb::LPRT: {
+      auto a = parse_active_arg(cmd.verb, cmd.arg);
+      if (a.ok()) active_addr = a.value;
+      return bad(a.ok());
+    }
+    case Verb::REST: return bad(parse_rest_arg(cmd.arg).ok());
+    case Verb::TYPE: return bad(parse_type_arg(cmd.arg).ok());
+    case Verb::MODE: return bad(parse_mode_arg(cmd.arg).ok());
+    case Verb::STRU: return bad(parse_stru_arg(cmd.arg).ok());
+    case Verb::EPSV: {
+      auto e = parse_epsv_arg(cmd.arg);
+      if (e.ok()) epsv_all = e.value.all;
+      return bad(e.ok());
+    }
+    case Verb::PBSZ: return bad(parse_pbsz_arg(cmd.arg).ok());
+    case Verb::PROT: return bad(parse_prot_arg(cmd.arg).ok());
+    case Verb::AUTH: return bad(parse_auth_arg(cmd.arg).ok());
+    default: return 0;
+  }
+}
+
+}  // namespace
+
+void SessionCore::on_client_bytes(std::string_view bytes, std::uint64_t now_us, CoreSink& sink) {
+  if (closed_) return;
+  timers_.client_spoke(now_us / 1000);
+  if (client_backlog_.empty() && !paused_) {
+    // Common path: frame straight from the caller's buffer.
+    Line line;
+    while (!paused_ && !closed_ && client_framer_.next(bytes, line) == FrameStatus::line)
+      handle_client_line(line, now_us, sink);
+  }
+  if (!bytes.empty() && !closed_) {
+    client_backlog_.append(bytes);
+    pump_client(now_us, sink);
+  }
+  after_input(now_us, sink);
+}
+
+void SessionCore::pump_client(std::uint64_t now_us, CoreSink& sink) {
+  if (in_pump_) return;
+  in_pump_ = true;
+  std::string_view in = client_backlog_;
+  Line line;
+  while (!paused_ && !closed_ && !in.empty()) {
+    if (client_framer_.next(in, line) != FrameStatus::line) break;
+    // handle_client_line never touches client_backlog_, so `in` stays valid.
+    handle_client_line(line, now_us, sink);
+  }
+  client_backlog_.erase(0, client_backlog_.size() - in.size());
+  in_pump_ = false;
+}
+
+std::string_view SessionCore::normalized(std::string_view text, std::string_view urgent_prefix) {
+  // What goes to the server is exactly what the rules saw: the decoded line,
+  // with a literal 0xFF re-escaped as IAC IAC and one CRLF.
+  scratch_.assign(urgent_prefix);
+  if (text.find('\xff') == std::string_view::npos) {
+    scratch_.append(text);
+  } else {
+    for (char c : text) {
+      scratch_.push_back(c);
+      if (c == '\xff') scratch_.push_back(c);
+    }
+  }
+  scratch_.append("\r\n");
+  return scratch_;
+}
+
+void SessionCore::handle_bad_line(const Line& line, std::uint32_t framing, CoreSink& sink) {
+  // SECURITY: a line whose boundaries or bytes are ambiguous never reaches the
+  // server, in either mode: what the server would make of it is unknowable.
+  unsigned first = 0;
+  while (!(framing & (1u << first))) ++first;
+  const auto p = static_cast<FrameProblem>(first);
+  Command cmd;
+  parse_command(line.text, cmd);
+  sink.on_command({cmd.verb, cmd.verb_text, cmd.arg, line.offset});
+  finding(sink, name_of(p), describe(p), Severity::error, Side::client, &cmd,
+          settings_.observe ? FindingAction::logged : FindingAction::rejected, settings_.observe ? 0 : 500,
+          line.offset);
+  proxy_reply(kFramingReply[first], cmd, line.offset, sink);
+  if (!settings_.observe && ++bad_lines_ > settings_.max_bad_lines) {
+    finding(sink, "bad-line-flood", "too many invalid command lines", Severity::error, Side::client, &cmd,
+            FindingAction::rejected, 421, line.offset);
+    proxy_reply(reply_of(EndReason::bad_line_flood), cmd, line.offset, sink);
+    closed_ = paused_ = true;
+    close(EndReason::bad_line_flood, sink);
+  }
+}
+
+void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, CoreSink& sink) {
+  if (settings_.observe && !greeted_) greeted_ = true;  // transcript without a greeting
+  const std::uint32_t framing = line.problems & ~bit(FrameProblem::bad_iac);
+  if (framing != 0) {
+    handle_bad_line(line, framing, sink);
+    return;
+  }
+
+  Command cmd;
+  std::uint32_t line_state = 0;
+  if (line.has(FrameProblem::bad_iac)) line_state |= pbit(Predicate::telnet_bad);
+  if (parse_command(line.text, cmd) != CommandError::none) {
+    line_state |= pbit(Predicate::syntax_bad);
+    cmd.verb_text = line.text.substr(0, line.text.find(' '));
+  }
+  sink.on_command({cmd.verb, cmd.verb_text, cmd.arg, line.offset});
+
+  // Typed arguments: a malformed one is a fact the rules can use.
+  bool epsv_all = false;
+  std::optional<NetAddr> active_addr;
+  line_state |= check_argument(cmd, epsv_all, active_addr);
+
+  // Rules: every firing rule is reported; the first that rejects answers.
+  const std::uint32_t st = state_ | line_state;
+  const Rule* rejecting = nullptr;
+  for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
+    const Rule& r = rules_->rules()[idx];
+    if (!r.fires(st)) continue;
+    const RuleAction act = r.action(settings_.mode);
+    if (act == RuleAction::ignore) continue;
+    const bool reject = act == RuleAction::reject && !settings_.observe && !rejecting;
+    finding(sink, r.id, r.description, r.severity, Side::client, &cmd,
+            reject ? FindingAction::rejected : FindingAction::logged, reject ? r.reply_code : 0, line.offset);
+    if (reject) rejecting = &r;
+  }
+  if (rejecting) {
+    proxy_reply(rejecting->reply_line, cmd, line.offset, sink);
+    complete(cmd.verb, epsv_all, rejecting->reply_code, false);
+    return;
+  }
+  const bool bounce = active_addr && settings_.check_active_peer &&
+                      !active_target_allowed(*active_addr, peers_.client, settings_.allow_foreign_active);
+  if (settings_.observe) {
+    // The linter only mirrors: built-in checks below are reported, nothing is answered.
+    if (bounce)
+      finding(sink, "port-bounce", "data address is not the client's own or uses a port below 1024",
+              Severity::error, Side::client, &cmd, FindingAction::logged, 0, line.offset);
+    pending_.push({cmd.verb, cmd.verb, false, false, epsv_all, now_us});
+    if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
+    if (cmd.verb == Verb::USER) state_ |= pbit(Predicate::user_sent);
+    update_pause();
+    return;
+  }
+
+  // Built-in behaviour the proxy needs to stay in control of the session.
+  if (cmd.verb == Verb::AUTH && settings_.refuse_tls) {
+    // The control channel must never turn into bytes the proxy cannot read.
+    proxy_reply(kAuthReply, cmd, line.offset, sink);
+    complete(cmd.verb, false, 534, false);
+    return;
+  }
+  if (cmd.verb == Verb::PORT || cmd.verb == Verb::EPRT || cmd.verb == Verb::LPRT) {
+    if (!active_addr) {
+      finding(sink, "active-syntax", "malformed data address", Severity::error, Side::client, &cmd,
+              FindingAction::rejected, 501, line.offset);
+      proxy_reply(kBadArgReply, cmd, line.offset, sink);
+      complete(cmd.verb, false, 501, false);
+      return;
+    }
+    if (bounce) {
+      finding(sink, "port-bounce", "data address is not the client's own or uses a port below 1024",
+              Severity::error, Side::client, &cmd, FindingAction::rejected, 504, line.offset);
+      proxy_reply(kBounceReply, cmd, line.offset, sink);
+      complete(cmd.verb, false, 504, false);
+      return;
+    }
+    setup_active(cmd, *active_addr, epsv_all, line.offset, now_us, sink);
+    return;
+  }
+  std::string_view urgent;
+  if (cmd.verb == Verb::ABOR) {
+    if (transfer_running()) sink.abort_data("abor");
+    if (line.telnet & (telnet_ip | telnet_dm)) urgent = "\xff\xf4\xff\xf2";
+  }
+  const std::string_view to_send = normalized(line.text, urgent);
+  if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
+  if (cmd.verb == Verb::USER) state_ |= pbit(Predicate::user_sent);
+  // A new data setup: a 125 from now on needs a connection made for it. (Not
+  // at its reply: a server may connect for PORT before its 200 is read.)
+  if (opens_data(cmd.verb)) server_leg_seen_ = false;
+  pending_.push({cmd.verb, cmd.verb, false, false, epsv_all, now_us});
+  update_pause();
+  sink.send_to_server(to_send);
+}
+
+}  // namespace ftpw

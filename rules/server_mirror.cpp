@@ -1,0 +1,191 @@
+// SessionCore, the server's side: framing and assembling its replies, matching
+// each to the command it answers, checking it against what RFC 959 §5.4 and
+// its successors allow, and forwarding it (a transfer's completion waits for
+// its data connection).
+#include "completion.h"
+#include "security_checks.h"
+#include "session_core.h"
+
+namespace ftpw {
+
+void SessionCore::on_server_bytes(std::string_view bytes, std::uint64_t now_us, CoreSink& sink) {
+  timers_.upstream_answered();
+  if (closed_) return;
+  if (server_backlog_.empty() && !awaited_ && !in_server_pump_) {
+    // Common path: frame straight from the caller's buffer.
+    in_server_pump_ = true;
+    read_replies(bytes, now_us, sink);
+    in_server_pump_ = false;
+  }
+  // What came while a data listener is awaited waits for it.
+  if (!bytes.empty() && !closed_) server_backlog_.append(bytes);
+  if (!closed_ && !paused_ && !client_backlog_.empty()) pump_client(now_us, sink);
+  after_input(now_us, sink);
+}
+
+void SessionCore::pump_server(std::uint64_t now_us, CoreSink& sink) {
+  if (in_server_pump_) return;
+  in_server_pump_ = true;
+  std::string_view in = server_backlog_;
+  read_replies(in, now_us, sink);  // never touches server_backlog_: `in` stays valid
+  server_backlog_.erase(0, server_backlog_.size() - in.size());
+  in_server_pump_ = false;
+}
+
+void SessionCore::read_replies(std::string_view& in, std::uint64_t now_us, CoreSink& sink) {
+  Line line;
+  while (!closed_ && !awaited_ && server_framer_.next(in, line) == FrameStatus::line) {
+    Reply r;
+    if (line.problems & (bit(FrameProblem::nul_in_line) | bit(FrameProblem::bare_cr) | bit(FrameProblem::bad_iac)))
+      finding(sink, "reply-framing", "server reply line with NUL, bare CR or a TELNET sequence; normalised",
+              Severity::warning, Side::server, nullptr, FindingAction::logged, 0, line.offset);
+    if (!assembler_.in_multiline()) reply_offset_ = line.offset;
+    if (assembler_.feed(line.text, r)) handle_reply(r, now_us, sink);
+  }
+}
+
+void SessionCore::forward_reply(const Reply& r, const Pending* p, std::int64_t latency, std::uint64_t now_us,
+                                CoreSink& sink, bool completion) {
+  std::string_view raw = r.raw;
+  if (!settings_.observe && p && p->verb == Verb::FEAT && r.code == 211 && r.multiline && settings_.refuse_tls)
+    raw = strip_tls_features(r.raw, scratch_);
+  if (!settings_.observe) {
+    if (completion) hold_completion(raw, now_us, sink);
+    else to_client(raw, sink);
+  }
+  sink.on_reply({r.code, raw, p ? p->verb : Verb::unknown, latency, false, r.code == 125, reply_offset_});
+  if (p && p->verb == Verb::PASS && r.code == 530) sink.on_login_failed();
+}
+
+bool SessionCore::hold_early_quit(const Reply& r, CoreSink& sink) {
+  // RFC 959 §4.1.1: a QUIT sent during a transfer is answered after the
+  // transfer's result. A server that answers 221 first (pyftpdlib) would
+  // have the client take it for the transfer's reply: the 221 waits until
+  // the completion has gone out, and the session ends after it.
+  if (r.code != 221 || r.multiline || !pending_.front().preliminary || !is_transfer(pending_.front().verb) ||
+      !pending_.take_queued_quit())
+    return false;
+  Command quit;
+  quit.verb = Verb::QUIT;
+  quit.verb_text = name_of(Verb::QUIT);
+  finding(sink, "reply-quit-before-transfer-end",
+          "221 to QUIT before the running transfer's completion reply (RFC 959 §4.1.1); held until after it",
+          Severity::warning, Side::server, &quit, FindingAction::logged, 0, reply_offset_);
+  held_quit_.assign(r.raw);
+  held_quit_offset_ = reply_offset_;
+  update_pause();
+  return true;
+}
+
+void SessionCore::handle_preliminary(const Reply& r, Pending& p, std::int64_t latency, std::uint64_t now_us,
+                                     CoreSink& sink) {
+  Command cmd;
+  cmd.verb = p.verb;
+  cmd.verb_text = name_of(p.verb);
+  if (p.preliminary && r.code != 110)
+    finding(sink, "reply-preliminary-repeated", "a second 1xx reply before the completion", Severity::warning,
+            Side::server, &cmd, FindingAction::logged, 0, reply_offset_);
+  if (r.code == 125 && !settings_.observe && !server_leg_seen_)
+    finding(sink, "reply-125-without-data", "125 but no data connection to the server is open", Severity::warning,
+            Side::server, &cmd, FindingAction::logged, 0, reply_offset_);
+  const bool first = !p.preliminary;
+  p.replied = true;
+  p.preliminary = true;
+  if (is_transfer(p.verb) && first) {
+    state_ = after_transfer_start(state_);
+    if (!settings_.observe) {
+      transfer_.start(p.verb, transfer_path_, r.code == 125, is_download(p.verb), now_us);
+      update_busy(now_us);
+    }
+  }
+  forward_reply(r, &p, latency, now_us, sink, false);
+  update_pause();
+}
+
+void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& sink) {
+  if (r.problem == ReplyProblem::too_many_lines || r.problem == ReplyProblem::too_long) {
+    finding(sink, name_of(r.problem), "multi-line reply beyond the configured limit", Severity::error, Side::server,
+            nullptr, FindingAction::rejected, 421, reply_offset_);
+    to_client(reply_of(EndReason::reply_overflow), sink);
+    closed_ = paused_ = true;
+    close(EndReason::reply_overflow, sink);
+    return;
+  }
+  if (r.problem == ReplyProblem::malformed) {
+    finding(sink, "reply-malformed", "server line is not a reply (ddd text)", Severity::warning, Side::server,
+            nullptr, FindingAction::logged, 0, reply_offset_);
+    to_client(r.raw, sink);
+    return;
+  }
+  if (!greeted_) {
+    if (r.code == 220) greeted_ = true;
+    else if (r.code != 120 && r.code != 421)
+      finding(sink, "reply-unexpected", "greeting is not 120, 220 or 421", Severity::warning, Side::server, nullptr,
+              FindingAction::logged, 0, reply_offset_);
+    forward_reply(r, nullptr, -1, now_us, sink, false);
+    update_pause();
+    if (r.code == 421) close(EndReason::upstream_421, sink);
+    return;
+  }
+  if (pending_.empty()) {
+    // SECURITY: a reply nobody asked for would be taken by the client as the
+    // answer to its next command (a file name carrying "\n226 ..." in a 257,
+    // say). Enforce mode drops it; 421 (closing) always passes.
+    const bool drop = r.code != 421 && settings_.mode == Mode::enforce && !settings_.observe;
+    if (r.code != 421)
+      finding(sink, "reply-unsolicited",
+              drop ? "reply without a pending command; not forwarded" : "reply without a pending command",
+              Severity::warning, Side::server, nullptr, drop ? FindingAction::rejected : FindingAction::logged, 0,
+              reply_offset_);
+    if (!drop) forward_reply(r, nullptr, -1, now_us, sink, false);
+    return;
+  }
+  if (hold_early_quit(r, sink)) return;
+  Pending& p = pending_.front();
+  const std::int64_t latency = static_cast<std::int64_t>(now_us - p.sent_us);
+  const Verb answered = p.sent;
+  if (answered != Verb::unknown && !info(answered).allowed.has(r.code)) {
+    Command cmd;
+    cmd.verb = p.verb;
+    cmd.verb_text = name_of(p.verb);
+    std::string msg = "reply " + std::to_string(r.code) + " is not one RFC 959 §5.4 or its successors allow for " +
+                      std::string(name_of(answered));
+    finding(sink, "reply-unexpected", msg, Severity::warning, Side::server, &cmd, FindingAction::logged, 0,
+            reply_offset_);
+  }
+  if (r.preliminary()) {
+    handle_preliminary(r, p, latency, now_us, sink);
+    return;
+  }
+  // A completion or intermediate reply ends the command.
+  const Pending done = pending_.pop();
+  if (!settings_.observe && (done.verb == Verb::PASV || done.verb == Verb::EPSV || done.verb == Verb::LPSV) &&
+      !done.epsv_all) {
+    if (r.code == 227 || r.code == 228 || r.code == 229) {
+      setup_passive(done, r, latency, sink);
+      update_pause();
+      return;
+    }
+    if (retry_passive(done, r, latency, now_us, sink)) return;
+  }
+  const bool transfer_end = is_transfer(done.verb) && done.preliminary;
+  complete(done.verb, done.epsv_all, r.code, done.preliminary);
+  if (transfer_end) transfer_.complete(r.code);
+  forward_reply(r, &done, latency, now_us, sink, transfer_end && !settings_.observe);
+  update_pause();
+  if (transfer_end && !held_quit_.empty()) {
+    // The QUIT the server answered early: its 221 now, then the end.
+    to_client(held_quit_, sink);
+    sink.on_reply({221, held_quit_, Verb::QUIT, -1, false, false, held_quit_offset_});
+    held_quit_.clear();
+    close(EndReason::quit, sink);
+    return;
+  }
+  if (r.code == 421) close(EndReason::upstream_421, sink);
+  // RFC 959 §4.1.1: QUIT answered 221 ends the session; the server closes
+  // the connection after it. Said here so the session's end is named for the
+  // client's QUIT, not for the server's close that follows.
+  else if (done.verb == Verb::QUIT && r.code == 221) close(EndReason::quit, sink);
+}
+
+}  // namespace ftpw
