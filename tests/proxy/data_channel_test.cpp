@@ -62,33 +62,41 @@ std::string payload(std::size_t n) {
 
 class DataChannelKinds : public ::testing::TestWithParam<RelayKind> {};
 
+// The channel joins a side that listens and sends `data` (passive: the
+// server's data port; active: the client's PORT address) with a side that
+// connects to the channel's own address and reads. Returns what was read.
+std::string relay_through(LoopRig& rig, Owner& owner, DataChannel::Kind kind, const std::string& data) {
+  std::uint16_t port = 0;
+  const int listening = listen_socket("127.0.0.1", port);
+  std::thread sender([&] {
+    const int fd = accept_socket(listening);
+    send_all(fd, data);
+    ::close(fd);
+  });
+  auto* d = new DataChannel(owner, kind, loopback(port));
+  const auto addr = d->open(loopback(0), std::nullopt);
+  EXPECT_TRUE(addr);
+  std::string got;
+  std::thread reader([&] {
+    const int fd = connect_socket(*addr);
+    got = read_all(fd);
+    ::close(fd);
+  });
+  EXPECT_TRUE(rig.run_until([&] { return owner.gone == 1; }));
+  reader.join();
+  sender.join();
+  ::close(listening);
+  return got;
+}
+
 }  // namespace
 
 TEST_P(DataChannelKinds, PassiveDownloadArrivesWhole) {
   LoopRig rig;
   Owner owner(rig.loop());
   owner.cfg_.relay_kind = GetParam();
-  std::uint16_t sport = 0;
-  const int server_listen = listen_socket("127.0.0.1", sport);
   const std::string data = payload(3u << 20);
-  std::thread server([&] {  // the FTP server's data side: sends the file, closes
-    const int fd = accept_socket(server_listen);
-    send_all(fd, data);
-    ::close(fd);
-  });
-  auto* d = new DataChannel(owner, DataChannel::Kind::passive, loopback(sport));
-  const auto addr = d->open(loopback(0), std::nullopt);
-  ASSERT_TRUE(addr);
-  std::string got;
-  std::thread client([&] {
-    const int fd = connect_socket(*addr);
-    got = read_all(fd);
-    ::close(fd);
-  });
-  EXPECT_TRUE(rig.run_until([&] { return owner.gone == 1; }));
-  client.join();
-  server.join();
-  ::close(server_listen);
+  const std::string got = relay_through(rig, owner, DataChannel::Kind::passive, data);
   EXPECT_TRUE(got == data) << got.size() << " of " << data.size();
   EXPECT_EQ(owner.opened, 1);
   EXPECT_EQ(owner.server_legs, 1);
@@ -106,29 +114,11 @@ TEST_P(DataChannelKinds, ActiveUploadArrivesWhole) {
   LoopRig rig;
   Owner owner(rig.loop());
   owner.cfg_.relay_kind = GetParam();
-  std::uint16_t cport = 0;
-  const int client_listen = listen_socket("127.0.0.1", cport);
   const std::string data = payload(2u << 20);
-  std::thread client([&] {  // the client's PORT listener: the proxy connects, the client sends
-    const int fd = accept_socket(client_listen);
-    send_all(fd, data);
-    ::close(fd);
-  });
-  auto* d = new DataChannel(owner, DataChannel::Kind::active, loopback(cport));
-  const auto addr = d->open(loopback(0), std::nullopt);  // where the server connects
-  ASSERT_TRUE(addr);
-  std::string got;
-  std::thread server([&] {
-    const int fd = connect_socket(*addr);
-    got = read_all(fd);
-    ::close(fd);
-  });
-  EXPECT_TRUE(rig.run_until([&] { return owner.gone == 1; }));
-  client.join();
-  server.join();
-  ::close(client_listen);
+  const std::string got = relay_through(rig, owner, DataChannel::Kind::active, data);
   EXPECT_TRUE(got == data) << got.size() << " of " << data.size();
   EXPECT_EQ(owner.up, data.size());
+  EXPECT_EQ(owner.down, 0u);
   EXPECT_TRUE(owner.delivered);
   EXPECT_EQ(rig.close(), 0);
 }
