@@ -15,8 +15,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "integration"))
-import servers  # noqa: E402
+sys.path.insert(0, str(REPO / "deploy" / "lab"))
+from ftp_server import FTP_USER  # noqa: E402
+from proxy_process import Proxy  # noqa: E402
+from server_pyftpdlib import PyftpdServer  # noqa: E402
+from server_vsftpd import VsftpdServer, find_vsftpd  # noqa: E402
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "enforce"
 binary = os.environ.get("FTPWARDEN_BIN", str(REPO / "build/release/proxy/ftpwarden"))
@@ -29,7 +32,7 @@ def shown(url: str) -> str:
 
 def vsftpd_session(proxy, vs) -> None:
     """curl: a listing, a download, an upload; ftplib: two out-of-sequence commands."""
-    url = f"ftp://{servers.FTP_USER}:{password}@127.0.0.1:{proxy.port}"
+    url = f"ftp://{FTP_USER}:{password}@127.0.0.1:{proxy.port}"
     print("$ curl -s " + shown(url) + "/")
     print(subprocess.run(["curl", "-sS", url + "/"], capture_output=True, text=True).stdout)
     print("$ curl -s " + shown(url) + "/hello.txt")
@@ -42,7 +45,7 @@ def vsftpd_session(proxy, vs) -> None:
     print("$ python3 ftplib: RNTO without RNFR, then RETR without PASV/PORT")
     f = ftplib.FTP()
     f.connect("127.0.0.1", proxy.port, timeout=10)
-    f.login(servers.FTP_USER, password)
+    f.login(FTP_USER, password)
     for cmd in ("RNTO nowhere.txt", "RETR hello.txt"):
         try:
             print(f"  {cmd} -> {f.sendcmd(cmd)}")
@@ -57,7 +60,7 @@ def pyftpdlib_session(proxy) -> None:
     print("$ python3 ftplib: PASV, connect, RETR hello.txt once the server has the connection")
     f = ftplib.FTP()
     f.connect("127.0.0.1", proxy.port, timeout=10)
-    f.login(servers.FTP_USER, password)
+    f.login(FTP_USER, password)
     f.voidcmd("TYPE I")
     host, port = ftplib.parse227(f.sendcmd("PASV"))
     data = socket.create_connection((host, port), timeout=10)
@@ -113,13 +116,13 @@ def summary(logs: dict) -> None:
             print(f"  {key[1]} ({key[2]}) x{count} -> {first[key]}")
 
 
-vs = servers.VsftpdServer(servers.FTP_USER, password, servers.find_vsftpd())
-py = servers.PyftpdServer(servers.FTP_USER, password)
+vs = VsftpdServer(FTP_USER, password, find_vsftpd())
+py = PyftpdServer(FTP_USER, password)
 for srv in (vs, py):
     (srv.root / "hello.txt").write_text("hello through ftpwarden\n")
 vs.start()
 py.start()
-proxies = {"vsftpd": servers.Proxy(binary, vs, mode=mode), "pyftpdlib": servers.Proxy(binary, py, mode=mode)}
+proxies = {"vsftpd": Proxy(binary, vs, mode=mode), "pyftpdlib": Proxy(binary, py, mode=mode)}
 try:
     for p in proxies.values():
         p.start()

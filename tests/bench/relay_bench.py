@@ -48,6 +48,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
+sys.path.insert(0, str(HERE.parent.parent / "deploy" / "lab"))
 
 from servers import (FTP_PASSWORD, FTP_USER, Proxy, VsftpdServer, find_proxy_binary,  # noqa: E402
                      find_vsftpd, free_port_range)

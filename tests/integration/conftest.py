@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy" / "lab"))
 
 from clients import Target  # noqa: E402
 from servers import (FTP_PASSWORD, FTP_USER, Proxy, PyftpdServer, ScriptedServer, VsftpdServer,  # noqa: E402

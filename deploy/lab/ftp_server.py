@@ -1,4 +1,4 @@
-"""What every test FTP server shares: the login, its temp dir (`root`, the
+"""What every FTP server started here shares: the login, its temp dir (`root`, the
 FTP tree; `log`, what it received and answered, parsed by `entries()` /
 `commands()`), its process, a start that retries until the server greets on
 its own port, and the private mount namespace helper."""
