@@ -11,7 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   build-essential cmake ninja-build pkg-config git ca-certificates \
-  libuv1-dev libspdlog-dev libtomlplusplus-dev libgtest-dev libbenchmark-dev \
+  libuv1-dev libspdlog-dev libtomlplusplus-dev libgtest-dev libbenchmark-dev libre2-dev \
   clang libclang-rt-14-dev \
   python3 python3-pytest python3-pyftpdlib curl lftp tnftp wget ncftp util-linux \
   libpam-modules libwrap0 libcap2 libssl3 passwd procps \

@@ -22,7 +22,7 @@ inline constexpr CliFlag kCliFlags[] = {
     {"--upstream", "HOST:PORT", "upstream.address", false, "the FTP server behind the proxy"},
     {"--mode", "audit|enforce", "policy.mode", false, "log violations, or answer them instead of the server"},
     {"--audit-log", "PATH|-", "audit.path", false, "JSON Lines audit log (- for stdout)"},
-    {"--rules", "FILE", "policy.rules", true, "a rule file, instead of the built-in default rules"},
+    {"--rules", "FILE", "policy.rules", true, "a rule file, added to the built-in default rules"},
     {"--passive-ports", "LO-HI", "data.passive_ports", false, "the proxy's passive data ports"},
     {"--public-address", "IP", "data.public_address", false, "address announced in passive replies"},
     {"--log-level", "LEVEL", "log.level", false, "trace, debug, info, warning, error"},

@@ -46,7 +46,8 @@ const Key kKeys[] = {
     {"data", "relay_buffer_kib", &Config::relay_buffer_kib, "what a bulk transfer direction may hold", 64, 262144},
     {"data", "relay_memory_mib", &Config::relay_memory_mib, "all grown relay buffers together", 0, 1048576},
     {"policy", "mode", &Config::mode, "audit or enforce"},
-    {"policy", "rules", &Config::rules, "rule files (empty: the built-in default rules)"},
+    {"policy", "rules", &Config::rules, "rule files, added to the built-in default rules (same id: replaces it)"},
+    {"policy", "profiles", &Config::profiles, "built-in rule profiles: read-only, no-site, anonymous-read-only"},
     {"limits", "max_line", &Config::max_line, "bytes in one command line", 64},
     {"limits", "max_sessions", &Config::max_sessions, "sessions in all", 1},
     {"limits", "max_sessions_per_ip", &Config::max_sessions_per_ip, "sessions from one address", 1},
@@ -209,15 +210,26 @@ std::string config_keys_text() {
   return out;
 }
 
-bool load_config_file(const std::string& path, Config& cfg, std::vector<ConfigError>& errors) {
+namespace {
+
+// A whole file, or nullopt (and the error) when it cannot be opened.
+std::optional<std::string> read_file(const std::string& path, std::string_view what,
+                                     std::vector<ConfigError>& errors) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    errors.push_back({path + ": cannot open"});
-    return false;
+    errors.push_back({path + ": cannot open" + std::string(what)});
+    return std::nullopt;
   }
   std::ostringstream ss;
   ss << in.rdbuf();
-  return load_config_string(ss.str(), path, cfg, errors);
+  return ss.str();
+}
+
+}  // namespace
+
+bool load_config_file(const std::string& path, Config& cfg, std::vector<ConfigError>& errors) {
+  auto text = read_file(path, "", errors);
+  return text && load_config_string(*text, path, cfg, errors);
 }
 
 bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& errors) {
@@ -291,22 +303,27 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
 
 std::shared_ptr<const RuleSet> load_rules(const Config& cfg, std::vector<ConfigError>& errors) {
   std::vector<RuleSet::Document> docs;
-  if (cfg.rules.empty()) {
-    docs.push_back({"<built-in default.toml>", kBuiltinDefaultRules});
-  } else {
-    for (const auto& p : cfg.rules) {
-      std::ifstream in(p, std::ios::binary);
-      if (!in) {
-        errors.push_back({p + ": cannot open rule file"});
-        return nullptr;
-      }
-      std::ostringstream ss;
-      ss << in.rdbuf();
-      docs.push_back({p, ss.str()});
+  docs.push_back({"<built-in default.toml>", kBuiltinDefaultRules});
+  for (const auto& name : cfg.profiles) {
+    const BuiltinProfile* found = nullptr;
+    std::string known;
+    for (const BuiltinProfile* p = kBuiltinProfiles; p->name; ++p) {
+      if (name == p->name) found = p;
+      known += (known.empty() ? "" : ", ") + std::string(p->name);
     }
+    if (!found) {
+      errors.push_back({"policy.profiles: unknown profile '" + name + "' (" + known + ")"});
+      return nullptr;
+    }
+    docs.push_back({"<built-in profile " + name + ".toml>", found->text});
+  }
+  for (const auto& p : cfg.rules) {
+    auto text = read_file(p, " rule file", errors);
+    if (!text) return nullptr;
+    docs.push_back({p, std::move(*text)});
   }
   std::vector<RuleSet::Error> rerr;
-  auto rs = RuleSet::load(docs, rerr);
+  auto rs = RuleSet::load(docs, rerr, 1);
   for (auto& e : rerr) errors.push_back({e.message});
   if (!rs) return nullptr;
   return std::make_shared<const RuleSet>(std::move(*rs));

@@ -34,7 +34,8 @@ struct Config {
   std::int64_t relay_memory_mib = 32;    // all grown relay buffers together
   // [policy]
   std::string mode = "enforce";
-  std::vector<std::string> rules;  // empty: the built-in default.toml
+  std::vector<std::string> rules;     // rule files, added to the built-in default.toml
+  std::vector<std::string> profiles;  // built-in profiles by name (rules/profiles/NAME.toml)
   // [limits]
   std::int64_t max_line = 4096;
   std::int64_t max_sessions = 10000;
@@ -85,9 +86,15 @@ bool set_config_value(Config& cfg, std::string_view key, const std::string& text
 // one; check-config accepts a file without (it may come from the command line).
 bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& errors);
 
-// Rules from cfg.rules (or the built-in default set).
+// The built-in default rules, then the profiles, then the rule files: a rule
+// with a default rule's id replaces it, the others add to them.
 std::shared_ptr<const RuleSet> load_rules(const Config& cfg, std::vector<ConfigError>& errors);
 extern const char* const kBuiltinDefaultRules;  // rules/default.toml, compiled in
+struct BuiltinProfile {
+  const char* name;  // "read-only"
+  const char* text;  // rules/profiles/read-only.toml, compiled in
+};
+extern const BuiltinProfile kBuiltinProfiles[];  // ends with {nullptr, nullptr}
 
 // An immutable snapshot: what a session takes when it opens.
 struct Snapshot {

@@ -224,6 +224,7 @@ void Session::on_command(const CommandEvent& c) {
   e.str(audit::f::verb, verb);
   // SECURITY: the password (and account) never reaches any log.
   e.str(audit::f::arg, (c.verb == Verb::PASS || c.verb == Verb::ACCT) && !c.arg.empty() ? "****" : c.arg);
+  if (!c.rule.empty()) e.str(audit::f::rule, c.rule);
   audit(e);
   ++host_.stats().commands[static_cast<std::size_t>(c.verb)];
 }

@@ -63,6 +63,26 @@ std::uint32_t check_argument(const Command& cmd, bool& epsv_all, std::optional<N
 
 }  // namespace
 
+const Rule* SessionCore::sequence_rejection(const Command& cmd, std::uint32_t state) const {
+  if (settings_.observe) return nullptr;
+  for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
+    const Rule& r = rules_->rules()[idx];
+    if (!r.policy && r.fires(state) && r.action(settings_.mode) == RuleAction::reject) return &r;
+  }
+  return nullptr;
+}
+
+const Rule* SessionCore::policy_decision(const Command& cmd, std::uint32_t state) const {
+  const PolicySubject subject{user_, &peers_.client, cmd.arg};
+  for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
+    const Rule& r = rules_->rules()[idx];
+    if (!r.policy || !r.fires(state) || !r.applies(cmd.verb, cmd.arg)) continue;
+    if (r.action(settings_.mode) == RuleAction::ignore) continue;
+    if (r.match.matches(subject)) return &r;
+  }
+  return nullptr;
+}
+
 void SessionCore::on_client_bytes(std::string_view bytes, std::uint64_t now_us, CoreSink& sink) {
   if (closed_) return;
   timers_.client_spoke(now_us / 1000);
@@ -146,25 +166,32 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
     line_state |= pbit(Predicate::syntax_bad);
     cmd.verb_text = line.text.substr(0, line.text.find(' '));
   }
-  sink.on_command({cmd.verb, cmd.verb_text, cmd.arg, line.offset});
-
   // Typed arguments: a malformed one is a fact the rules can use.
   bool epsv_all = false;
   std::optional<NetAddr> active_addr;
   line_state |= check_argument(cmd, epsv_all, active_addr);
 
-  // Rules: every firing rule is reported; the first that rejects answers.
+  // Sequence rules first: every one that fires is reported, the first that
+  // rejects answers. Then, unless one rejected, the first policy rule that
+  // matches decides; an `allow` ends the policy rules, never the checks below.
   const std::uint32_t st = state_ | line_state;
-  const Rule* rejecting = nullptr;
+  const Rule* rejecting = sequence_rejection(cmd, st);
+  const Rule* policy = rejecting ? nullptr : policy_decision(cmd, st);
+  sink.on_command({cmd.verb, cmd.verb_text, cmd.arg, line.offset, policy ? std::string_view(policy->id) : ""});
   for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
     const Rule& r = rules_->rules()[idx];
-    if (!r.fires(st)) continue;
+    if (r.policy || !r.fires(st)) continue;
     const RuleAction act = r.action(settings_.mode);
     if (act == RuleAction::ignore) continue;
-    const bool reject = act == RuleAction::reject && !settings_.observe && !rejecting;
+    const bool reject = &r == rejecting;
     finding(sink, r.id, r.description, r.severity, Side::client, &cmd,
             reject ? FindingAction::rejected : FindingAction::logged, reject ? r.reply_code : 0, line.offset);
-    if (reject) rejecting = &r;
+  }
+  if (policy && policy->action(settings_.mode) != RuleAction::allow) {
+    const bool reject = policy->action(settings_.mode) == RuleAction::reject && !settings_.observe;
+    finding(sink, policy->id, policy->description, policy->severity, Side::client, &cmd,
+            reject ? FindingAction::rejected : FindingAction::logged, reject ? policy->reply_code : 0, line.offset);
+    if (reject) rejecting = policy;
   }
   if (rejecting) {
     proxy_reply(rejecting->reply_line, cmd, line.offset, sink);
@@ -180,7 +207,10 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
               Severity::error, Side::client, &cmd, FindingAction::logged, 0, line.offset);
     pending_.push({cmd.verb, cmd.verb, false, false, epsv_all, now_us});
     if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
-    if (cmd.verb == Verb::USER) state_ |= pbit(Predicate::user_sent);
+    if (cmd.verb == Verb::USER) {
+      state_ |= pbit(Predicate::user_sent);
+      user_.assign(cmd.arg);
+    }
     update_pause();
     return;
   }
@@ -217,7 +247,10 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   }
   const std::string_view to_send = normalized(line.text, urgent);
   if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
-  if (cmd.verb == Verb::USER) state_ |= pbit(Predicate::user_sent);
+  if (cmd.verb == Verb::USER) {
+    state_ |= pbit(Predicate::user_sent);
+    user_.assign(cmd.arg);
+  }
   // A new data setup: a 125 from now on needs a connection made for it. (Not
   // at its reply: a server may connect for PORT before its 200 is read.)
   if (opens_data(cmd.verb)) server_leg_seen_ = false;

@@ -73,12 +73,13 @@ std::optional<RuleAction> parse_action(std::string_view s) {
   if (s == "log") return RuleAction::log;
   if (s == "reject") return RuleAction::reject;
   if (s == "ignore") return RuleAction::ignore;
+  if (s == "allow") return RuleAction::allow;
   return std::nullopt;
 }
 
 }  // namespace
 
-bool RuleSet::add_document(std::string_view doc, std::string_view file, std::vector<Error>& errors) {
+bool RuleSet::add_document(std::string_view doc, std::string_view file, bool builtin, std::vector<Error>& errors) {
   const std::size_t errors_before = errors.size();
   toml::table root;
   try {
@@ -132,6 +133,24 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, std::vec
             vm.all = true;
             continue;
           }
+          if (!s->empty() && s->front() == '@') {
+            const auto* members = verb_class(*s);
+            if (!members) {
+              std::string known;
+              for (auto n : verb_class_names()) known += (known.empty() ? "" : ", ") + std::string(n);
+              ctx.error(e, "unknown verb class '" + *s + "' (" + known + ")");
+              bad = true;
+              continue;
+            }
+            for (const ClassMember& m : *members) {
+              const auto i = static_cast<std::size_t>(m.verb);
+              // A verb listed on its own, or by another class without a condition, keeps `any`.
+              if (!out[i]) r.verb_cond[i] = m.cond;
+              else if (m.cond == ArgCondition::any) r.verb_cond[i] = ArgCondition::any;
+              out[i] = true;
+            }
+            continue;
+          }
           Verb v = lookup_verb(*s);
           if (v == Verb::unknown) {
             ctx.error(e, "unknown verb '" + *s + "'");
@@ -139,7 +158,27 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, std::vec
             continue;
           }
           out[static_cast<std::size_t>(v)] = true;
+          r.verb_cond[static_cast<std::size_t>(v)] = ArgCondition::any;
         }
+      };
+      auto string_list = [&](const toml::node& n, std::string_view k) -> std::vector<std::pair<std::string, const toml::node*>> {
+        std::vector<std::pair<std::string, const toml::node*>> out;
+        const toml::array* a = n.as_array();
+        if (!a) {
+          ctx.error(n, "'" + std::string(k) + "' must be an array of strings");
+          bad = true;
+          return out;
+        }
+        for (const toml::node& e : *a) {
+          auto s = e.value<std::string>();
+          if (!e.is_string() || !s) {
+            ctx.error(e, "'" + std::string(k) + "' must be an array of strings");
+            bad = true;
+            continue;
+          }
+          out.emplace_back(*s, &e);
+        }
+        return out;
       };
       auto pred_list = [&](const toml::node& n, std::string_view k, std::uint32_t& mask) {
         const toml::array* a = n.as_array();
@@ -160,6 +199,7 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, std::vec
         }
       };
       std::string reply_text;
+      bool have_reply = false;
       for (auto&& [k, v] : t) {
         const std::string_view key = k.str();
         if (key == "id") {
@@ -198,7 +238,7 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, std::vec
           if (auto s = want_string(v, key)) {
             auto a = parse_action(*s);
             if (!a) {
-              ctx.error(v, "'" + std::string(key) + "' must be log, reject or ignore");
+              ctx.error(v, "'" + std::string(key) + "' must be allow, log, reject or ignore");
               bad = true;
             } else {
               (key == "audit" ? r.audit : r.enforce) = *a;
@@ -211,6 +251,7 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, std::vec
             bad = true;
           } else {
             r.reply_code = static_cast<int>(*n);
+            have_reply = true;
           }
         } else if (key == "reply_text") {
           if (auto s = want_string(v, key)) {
@@ -220,11 +261,44 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, std::vec
               bad = true;
             }
           }
+        } else if (key == "users") {
+          for (auto& [g, n] : string_list(v, key)) {
+            if (g.empty()) {
+              ctx.error(*n, "a user glob must not be empty");
+              bad = true;
+            }
+            r.match.users.push_back(std::move(g));
+          }
+        } else if (key == "clients") {
+          for (auto& [c, n] : string_list(v, key)) {
+            auto cidr = Cidr::parse(c);
+            if (!cidr) {
+              ctx.error(*n, "'" + c + "' is not an address or CIDR (10.0.0.0/8, ::1)");
+              bad = true;
+              continue;
+            }
+            r.match.clients.push_back(*cidr);
+          }
+        } else if (key == "arg") {
+          if (auto s = want_string(v, key)) {
+            std::string error;
+            r.match.arg = compile_arg_regex(*s, error);
+            if (!r.match.arg) {
+              ctx.error(v, "'arg' is not a valid regex: " + error);
+              bad = true;
+            }
+          }
         } else {
           errors.push_back({where(file, k.source()) + ": unknown key '" + std::string(key) + "' in rule"});
           bad = true;
         }
       }
+      r.builtin = builtin;
+      // Sequence rules test the session's state; a rule that tests none, or
+      // names who, where from or which argument, or allows, is policy.
+      r.policy = !r.match.empty() || r.audit == RuleAction::allow || r.enforce == RuleAction::allow ||
+                 (r.when == 0 && r.unless == 0);
+      if (r.policy && !have_reply) r.reply_code = 550;
       if (!have_id) {
         ctx.error(t, "rule without 'id'");
         bad = true;
@@ -233,11 +307,16 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, std::vec
         ctx.error(t, "rule '" + r.id + "' without 'verbs'");
         bad = true;
       }
-      if (have_id && find(r.id)) {
-        ctx.error(t, "duplicate rule id '" + r.id + "' (first defined at " + find(r.id)->origin + ")");
+      if (const Rule* earlier = have_id ? find(r.id) : nullptr; earlier && (builtin || !earlier->builtin)) {
+        ctx.error(t, "duplicate rule id '" + r.id + "' (first defined at " + earlier->origin + ")");
         bad = true;
       }
       if (bad) continue;
+      if (const Rule* earlier = find(r.id)) {  // a built-in rule this file replaces
+        const auto i = static_cast<std::size_t>(earlier - rules_.data());
+        rules_.erase(rules_.begin() + static_cast<std::ptrdiff_t>(i));
+        matches_.erase(matches_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
       r.reply_line = std::to_string(r.reply_code) + " " + (reply_text.empty() ? default_text(r.reply_code) : reply_text) + "\r\n";
       rules_.push_back(std::move(r));
       matches_.push_back(vm);
@@ -258,17 +337,19 @@ void RuleSet::compile() {
 std::optional<RuleSet> RuleSet::load_string(std::string_view toml, std::string_view source_name,
                                             std::vector<Error>& errors) {
   RuleSet rs;
-  if (!rs.add_document(toml, source_name, errors)) return std::nullopt;
+  if (!rs.add_document(toml, source_name, false, errors)) return std::nullopt;
   rs.sources.emplace_back(source_name);
   rs.compile();
   return rs;
 }
 
-std::optional<RuleSet> RuleSet::load(const std::vector<Document>& docs, std::vector<Error>& errors) {
+std::optional<RuleSet> RuleSet::load(const std::vector<Document>& docs, std::vector<Error>& errors,
+                                     std::size_t builtin) {
   RuleSet rs;
   bool ok = true;
-  for (const auto& d : docs) {
-    if (!rs.add_document(d.content, d.name, errors)) ok = false;
+  for (std::size_t i = 0; i < docs.size(); ++i) {
+    const Document& d = docs[i];
+    if (!rs.add_document(d.content, d.name, i < builtin, errors)) ok = false;
     rs.sources.push_back(d.name);
   }
   if (!ok) return std::nullopt;

@@ -1,10 +1,17 @@
 // Sequence and policy rules, loaded from TOML and compiled into per-verb tables.
 //
-// A rule fires for a command when its verb matches (`verbs`, minus `except`),
-// every predicate in `when` holds and none in `unless` holds. Predicates are
-// the session state the client mirror keeps (see FTPW_PREDICATES). What a rule
-// does depends on the mode: `audit` and `enforce` each name `log`, `reject`
-// (answer `reply` and never forward) or `ignore`.
+// A rule fires for a command when its verb matches (`verbs`, verbs or classes
+// such as @write, minus `except`), every predicate in `when` holds and none in
+// `unless` holds. Predicates are the session state the client mirror keeps
+// (see FTPW_PREDICATES). What a rule does depends on the mode: `audit` and
+// `enforce` each name `log`, `reject` (answer `reply` and never forward),
+// `ignore` or, for policy rules, `allow`.
+//
+// A rule with `users`, `clients` or `arg`, an `allow` action, or no `when`
+// and `unless` at all, is a policy rule (its reply defaults to 550): sequence
+// rules are all evaluated first (every one that fires is reported); then the
+// first policy rule that matches decides (allow, log or reject) and the rest
+// are not looked at.
 //
 // Evaluation walks a per-verb list of rule indices and tests two bit masks: no
 // allocation, no string compare.
@@ -16,6 +23,7 @@
 #include <string_view>
 #include <vector>
 
+#include "policy_match.h"
 #include "verbs.h"
 
 namespace ftpw {
@@ -50,7 +58,7 @@ std::optional<Predicate> predicate_by_name(std::string_view name);
 enum class Severity : std::uint8_t { info, warning, error };
 std::string_view name_of(Severity s);
 
-enum class RuleAction : std::uint8_t { ignore, log, reject };
+enum class RuleAction : std::uint8_t { ignore, log, reject, allow };
 enum class Mode : std::uint8_t { audit, enforce };
 std::string_view name_of(Mode m);
 
@@ -66,9 +74,18 @@ struct Rule {
   int reply_code = 503;
   std::string reply_line;    // "503 Bad sequence of commands.\r\n"
   std::string origin;        // "file:line:column" of the rule's table
+  bool builtin = false;      // from the built-in rules (a rule file may replace it by id)
+  bool policy = false;       // first match decides (see above)
+  PolicyMatch match;         // users, clients, arg
+  // Verbs a class brings in with a condition on the argument (STAT with one,
+  // SITE CHMOD); `any` for the others.
+  std::array<ArgCondition, kVerbCount> verb_cond{};
 
   RuleAction action(Mode m) const { return m == Mode::audit ? audit : enforce; }
   bool fires(std::uint32_t state) const { return (state & when) == when && (state & unless) == 0; }
+  bool applies(Verb v, std::string_view arg) const {
+    return arg_condition_holds(verb_cond[static_cast<std::size_t>(v)], arg);
+  }
 };
 
 class RuleSet {
@@ -87,13 +104,17 @@ class RuleSet {
     std::string name;     // file name, used in error positions
     std::string content;  // TOML text
   };
-  // Several documents form one set; rule ids are unique across all of them.
-  static std::optional<RuleSet> load(const std::vector<Document>& docs, std::vector<Error>& errors);
+  // Several documents form one set; rule ids are unique across all of them,
+  // except that a rule of a later document replaces the built-in rule (one of
+  // the first `builtin` documents) with its id. The set keeps the built-in
+  // rules nobody replaced, in their order, then every other rule in file order.
+  static std::optional<RuleSet> load(const std::vector<Document>& docs, std::vector<Error>& errors,
+                                     std::size_t builtin = 0);
   static std::optional<RuleSet> load_string(std::string_view toml, std::string_view source_name,
                                             std::vector<Error>& errors);
 
  private:
-  bool add_document(std::string_view toml, std::string_view source_name, std::vector<Error>& errors);
+  bool add_document(std::string_view toml, std::string_view source_name, bool builtin, std::vector<Error>& errors);
   void compile();
 
   std::vector<Rule> rules_;

@@ -49,6 +49,7 @@ struct CommandEvent {
   std::string_view verb_text;  // as sent
   std::string_view arg;        // unmasked: the sink masks PASS
   std::uint64_t offset;        // client stream offset of the line
+  std::string_view rule = {};  // the policy rule that decided it (allow, log or reject), if any
 };
 
 struct ReplyEvent {
@@ -183,6 +184,8 @@ class SessionCore {
   void pump_client(std::uint64_t now_us, CoreSink& sink);
   void handle_client_line(const Line& line, std::uint64_t now_us, CoreSink& sink);
   void handle_bad_line(const Line& line, std::uint32_t framing, CoreSink& sink);
+  const Rule* sequence_rejection(const Command& cmd, std::uint32_t state) const;
+  const Rule* policy_decision(const Command& cmd, std::uint32_t state) const;
   std::string_view normalized(std::string_view text, std::string_view urgent_prefix);
   // server_mirror.cpp
   void pump_server(std::uint64_t now_us, CoreSink& sink);
@@ -225,6 +228,7 @@ class SessionCore {
   std::string server_backlog_;     // server bytes not yet framed while a data listener is awaited
   std::string scratch_;            // outgoing line being built
   std::string transfer_path_;      // the argument of the last transfer command sent
+  std::string user_;               // the login name: the argument of the last USER sent
   std::uint32_t state_ = 0;
   std::uint32_t bad_lines_ = 0;
   std::uint64_t reply_offset_ = 0;

@@ -116,48 +116,52 @@ TEST_P(Relay, EveryByteInOrderEachWayAndTheFinPassedOn) {
 }
 
 TEST_P(Relay, ASlowReaderHoldsTheWriterBackWithinBoundedMemory) {
-  LoopRig rig;
-  Pairs p;
-  p.small_buffers();
-  Owner owner;
-  SocketRelay relay;
-  ASSERT_TRUE(relay.start(rig.loop(), p.a, p.b, GetParam(), 1 << 20, &owner));
-  set_nonblocking(p.client);
-  const std::string data = pattern(16u << 20, 3);
-  std::size_t sent = 0;
-  // Write while the relay runs and nobody reads the server side, until
-  // nothing moves any more: the writer is held back.
-  for (int idle = 0; idle < 200;) {
-    std::size_t round = 0;
-    for (;;) {
-      const ssize_t n = ::send(p.client, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<std::size_t>(n);
-      round += static_cast<std::size_t>(n);
+  for (int dir = 0; dir < 2; ++dir) {  // client -> server, then server -> client
+    LoopRig rig;
+    Pairs p;
+    p.small_buffers();
+    Owner owner;
+    SocketRelay relay;
+    ASSERT_TRUE(relay.start(rig.loop(), p.a, p.b, GetParam(), 1 << 20, &owner));
+    const int from = dir == 0 ? p.client : p.server, to = dir == 0 ? p.server : p.client;
+    set_nonblocking(from);
+    const std::string data = pattern(16u << 20, 3);
+    std::size_t sent = 0;
+    // Write while the relay runs and nobody reads the far side, until
+    // nothing moves any more: the writer is held back.
+    for (int idle = 0; idle < 200;) {
+      std::size_t round = 0;
+      for (;;) {
+        const ssize_t n = ::send(from, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        sent += static_cast<std::size_t>(n);
+        round += static_cast<std::size_t>(n);
+      }
+      uv_run(rig.loop(), UV_RUN_NOWAIT);
+      idle = round == 0 ? idle + 1 : 0;
     }
-    uv_run(rig.loop(), UV_RUN_NOWAIT);
-    idle = round == 0 ? idle + 1 : 0;
-  }
-  // What is in flight fits the four sockets' buffers and the relay's own
-  // (a 64 KiB buffer or pipe per direction before a transfer counts as bulk).
-  EXPECT_GT(sent, 0u);
-  EXPECT_LT(sent, p.kernel_buffers() + (1u << 20)) << "the relay kept reading with nobody reading its output";
-  EXPECT_LT(sent, data.size());
-  // The reader comes: everything arrives, in order.
-  std::string got;
-  std::thread reader([&] { got = read_all(p.server); });
-  while (sent < data.size() || owner.ends == 0) {
-    if (sent < data.size()) {
-      const ssize_t n = ::send(p.client, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-      if (n > 0) sent += static_cast<std::size_t>(n);
-      if (sent == data.size()) ::shutdown(p.client, SHUT_WR);
+    // What is in flight fits the four sockets' buffers and the relay's own
+    // (a 64 KiB buffer or pipe per direction before a transfer counts as bulk).
+    EXPECT_GT(sent, 0u);
+    EXPECT_LT(sent, p.kernel_buffers() + (1u << 20)) << "the relay kept reading with nobody reading its output";
+    EXPECT_LT(sent, data.size());
+    // The reader comes: everything arrives, in order.
+    std::string got;
+    std::thread reader([&] { got = read_all(to); });
+    while (sent < data.size() || owner.ends == 0) {
+      if (sent < data.size()) {
+        const ssize_t n = ::send(from, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+        if (n > 0) sent += static_cast<std::size_t>(n);
+        if (sent == data.size()) ::shutdown(from, SHUT_WR);
+      }
+      uv_run(rig.loop(), sent < data.size() ? UV_RUN_NOWAIT : UV_RUN_ONCE);
     }
-    uv_run(rig.loop(), sent < data.size() ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+    reader.join();
+    EXPECT_TRUE(owner.ok) << owner.reason;
+    EXPECT_EQ(owner.moved[dir], data.size());
+    EXPECT_TRUE(got == data) << "dir " << dir << ": " << got.size() << " of " << data.size();
+    stop_and_close(rig, relay, owner);
   }
-  reader.join();
-  EXPECT_TRUE(owner.ok) << owner.reason;
-  EXPECT_TRUE(got == data) << got.size() << " of " << data.size();
-  stop_and_close(rig, relay, owner);
 }
 
 TEST_P(Relay, APeerThatResetsMidTransferEndsItAsAnError) {

@@ -58,7 +58,7 @@ TEST(RuleSet, BadTypes) {
   EXPECT_EQ(first_error("[[rule]]\nid = 'x'\nverbs = ['USER']\nwhen = ['sunny']\n"),
             "r.toml:4:9: unknown predicate 'sunny'");
   EXPECT_EQ(first_error("[[rule]]\nid = 'x'\nverbs = ['USER']\naudit = 'shout'\n"),
-            "r.toml:4:9: 'audit' must be log, reject or ignore");
+            "r.toml:4:9: 'audit' must be allow, log, reject or ignore");
 }
 
 TEST(RuleSet, DuplicateId) {

@@ -1,0 +1,64 @@
+// What a policy rule matches on besides verbs and predicates: the login name
+// (globs), the client's address (CIDRs), the raw argument (an RE2 regex,
+// compiled once at load: linear time, whatever the pattern), and the verb
+// classes (@read, @write, ...) its `verbs` may name.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "netaddr.h"
+#include "verbs.h"
+
+namespace re2 {
+class RE2;
+}
+
+namespace ftpw {
+
+// `*` any run of bytes, `?` one byte; everything else byte for byte.
+bool glob_match(std::string_view pattern, std::string_view text);
+
+struct Cidr {
+  NetAddr net;
+  unsigned prefix = 0;  // bits
+  bool contains(const NetAddr& a) const;
+  // "10.0.0.0/8", "192.0.2.7", "::1", "2001:db8::/32"
+  static std::optional<Cidr> parse(std::string_view s);
+};
+
+// A verb class member: the verb, and for some members a condition on the
+// argument (STAT reads only with an argument; SITE writes only as SITE CHMOD).
+enum class ArgCondition : std::uint8_t { any, nonempty, site_chmod };
+struct ClassMember {
+  Verb verb;
+  ArgCondition cond;
+};
+// nullptr for a name that is not a class ("@read" -> its members).
+const std::vector<ClassMember>* verb_class(std::string_view name);
+// Every class name, for messages and docs.
+std::vector<std::string_view> verb_class_names();
+bool arg_condition_holds(ArgCondition c, std::string_view arg);
+
+// What a command is matched against.
+struct PolicySubject {
+  std::string_view user;  // the login name (USER's argument); empty before USER
+  const NetAddr* client;  // nullptr or family 0 when unknown (a transcript)
+  std::string_view arg;
+};
+
+struct PolicyMatch {
+  std::vector<std::string> users;  // any of them (globs)
+  std::vector<Cidr> clients;       // any of them
+  std::shared_ptr<const re2::RE2> arg;
+  bool empty() const { return users.empty() && clients.empty() && !arg; }
+  bool matches(const PolicySubject& s) const;
+};
+
+// Compiles an `arg` pattern; nullptr and `error` set when it is not valid.
+std::shared_ptr<const re2::RE2> compile_arg_regex(const std::string& pattern, std::string& error);
+
+}  // namespace ftpw

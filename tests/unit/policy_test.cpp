@@ -1,0 +1,277 @@
+// Policy rules: the match keys (users, clients, arg), verb classes, first
+// match in file order, allow, and rule files adding to the built-in rules.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "core_harness.h"
+
+using namespace ftpw;
+using namespace ftpw::test;
+
+namespace {
+
+std::string file_text(const std::string& rel) {
+  std::ifstream in(std::string(FTPW_SOURCE_DIR) + "/" + rel);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// The default rules, then `policy` as a rule file.
+std::shared_ptr<const RuleSet> with_defaults(const std::string& policy, std::vector<RuleSet::Error>* errs = nullptr) {
+  std::vector<RuleSet::Error> e;
+  auto rs = RuleSet::load({{"default.toml", file_text("rules/default.toml")}, {"policy.toml", policy}}, e, 1);
+  if (errs) *errs = e;
+  if (!rs) return nullptr;
+  return std::make_shared<const RuleSet>(std::move(*rs));
+}
+
+struct PolicyRig {
+  Recorder rec;
+  std::unique_ptr<SessionCore> core;
+  PolicyRig(const std::string& policy, Mode mode = Mode::enforce, const char* client = "127.0.0.1:40000") {
+    auto rules = with_defaults(policy);
+    EXPECT_TRUE(rules);
+    CoreSettings s;
+    s.mode = mode;
+    core = std::make_unique<SessionCore>(
+        s, rules, SessionPeers{*NetAddr::parse_host_port(client), *NetAddr::parse_host_port("127.0.0.2:21")});
+    rec.core = core.get();
+    core->on_server_bytes("220 hi\r\n", 0, rec);
+  }
+  // Sends a command; answers it `reply` if it reached the server. Returns
+  // what the client got.
+  std::string cmd(const std::string& line, const std::string& reply = "200 ok") {
+    rec.to_client.clear();
+    const auto before = rec.to_server.size();
+    core->on_client_bytes(line + "\r\n", 0, rec);
+    if (rec.to_server.size() != before) core->on_server_bytes(reply + "\r\n", 0, rec);
+    return rec.to_client;
+  }
+  bool forwarded(const std::string& line) const { return rec.to_server.find(line + "\r\n") != std::string::npos; }
+  void login(const std::string& user = "alice") {
+    cmd("USER " + user, "331 pw");
+    cmd("PASS x", "230 in");
+  }
+};
+
+bool has(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
+
+}  // namespace
+
+TEST(Glob, StarQuestionAndBytes) {
+  EXPECT_TRUE(glob_match("guest*", "guest"));
+  EXPECT_TRUE(glob_match("guest*", "guest42"));
+  EXPECT_FALSE(glob_match("guest*", "aguest"));
+  EXPECT_TRUE(glob_match("*-admin", "team-a-admin"));
+  EXPECT_TRUE(glob_match("a?c", "abc"));
+  EXPECT_FALSE(glob_match("a?c", "ac"));
+  EXPECT_TRUE(glob_match("*", ""));
+  EXPECT_TRUE(glob_match("caf\xe9*", "caf\xe9-1"));  // not UTF-8: byte for byte
+  EXPECT_FALSE(glob_match("anonymous", "Anonymous"));
+  EXPECT_TRUE(glob_match("*a*b*c*", std::string(5000, 'a') + "bc"));
+}
+
+TEST(Cidr, ParseAndContain) {
+  auto net = Cidr::parse("10.0.0.0/8");
+  ASSERT_TRUE(net);
+  EXPECT_TRUE(net->contains(*NetAddr::parse_host("10.200.3.4")));
+  EXPECT_FALSE(net->contains(*NetAddr::parse_host("11.0.0.1")));
+  EXPECT_TRUE(net->contains(*NetAddr::parse_host("::ffff:10.1.2.3")));  // mapped: its IPv4 form
+  auto one = Cidr::parse("::1");
+  ASSERT_TRUE(one);
+  EXPECT_TRUE(one->contains(*NetAddr::parse_host("::1")));
+  EXPECT_FALSE(one->contains(*NetAddr::parse_host("127.0.0.1")));
+  auto v6 = Cidr::parse("2001:db8::/32");
+  ASSERT_TRUE(v6);
+  EXPECT_TRUE(v6->contains(*NetAddr::parse_host("2001:db8:ffff::1")));
+  EXPECT_FALSE(v6->contains(*NetAddr::parse_host("2001:db9::1")));
+  EXPECT_TRUE(Cidr::parse("0.0.0.0/0")->contains(*NetAddr::parse_host("192.0.2.1")));
+  EXPECT_TRUE(Cidr::parse("192.0.2.0/25")->contains(*NetAddr::parse_host("192.0.2.127")));
+  EXPECT_FALSE(Cidr::parse("192.0.2.0/25")->contains(*NetAddr::parse_host("192.0.2.128")));
+  for (const char* bad : {"10.0.0.0/33", "10.0.0/8", "host.example", "10.0.0.0/", "::1/129", "1.2.3.4/x"})
+    EXPECT_FALSE(Cidr::parse(bad)) << bad;
+}
+
+TEST(PolicyRules, LoadErrorsNameTheirPlace) {
+  std::vector<RuleSet::Error> e;
+  EXPECT_FALSE(with_defaults("[[rule]]\nid = \"x\"\nverbs = [\"@writes\"]\n", &e));
+  ASSERT_FALSE(e.empty());
+  EXPECT_NE(e[0].message.find("policy.toml:3:"), std::string::npos) << e[0].message;
+  EXPECT_NE(e[0].message.find("@write"), std::string::npos) << e[0].message;  // the known ones listed
+  EXPECT_FALSE(with_defaults("[[rule]]\nid = \"x\"\nverbs = [\"SITE\"]\narg = \"(unclosed\"\n", &e));
+  EXPECT_NE(e.back().message.find("not a valid regex"), std::string::npos);
+  EXPECT_FALSE(with_defaults("[[rule]]\nid = \"x\"\nverbs = [\"*\"]\nclients = [\"10.0.0.0/40\"]\n", &e));
+  EXPECT_NE(e.back().message.find("CIDR"), std::string::npos);
+  EXPECT_FALSE(with_defaults("[[rule]]\nid = \"x\"\nverbs = [\"*\"]\nusers = [\"\"]\n", &e));
+  // Two rule files may not share an id; replacing a built-in one is fine.
+  std::vector<RuleSet::Error> e2;
+  auto ok = RuleSet::load({{"d", file_text("rules/default.toml")},
+                           {"a", "[[rule]]\nid = \"p\"\nverbs = [\"SITE\"]\nenforce = \"reject\"\n"},
+                           {"b", "[[rule]]\nid = \"p\"\nverbs = [\"DELE\"]\nenforce = \"reject\"\n"}},
+                          e2, 1);
+  EXPECT_FALSE(ok);
+  ASSERT_FALSE(e2.empty());
+  EXPECT_NE(e2[0].message.find("duplicate rule id 'p'"), std::string::npos);
+}
+
+TEST(PolicyRules, RuleFilesAddToTheBuiltInRules) {
+  auto rs = with_defaults("[[rule]]\nid = \"no-dele\"\nverbs = [\"DELE\"]\nenforce = \"reject\"\n");
+  ASSERT_TRUE(rs);
+  auto defaults = load_rules("rules/default.toml");
+  EXPECT_EQ(rs->rules().size(), defaults->rules().size() + 1);
+  EXPECT_TRUE(rs->find("rnto-needs-rnfr"));
+  const Rule* p = rs->find("no-dele");
+  ASSERT_TRUE(p);
+  EXPECT_TRUE(p->policy);
+  EXPECT_EQ(p->reply_code, 550);  // a policy rule's default
+  EXPECT_FALSE(rs->find("rnto-needs-rnfr")->policy);
+}
+
+TEST(PolicyRules, StrictReplacesTheDefaultsAndKeepsItsOwnOrder) {
+  std::vector<RuleSet::Error> e;
+  auto rs = RuleSet::load({{"default.toml", file_text("rules/default.toml")},
+                           {"rules/strict.toml", file_text("rules/strict.toml")}},
+                          e, 1);
+  ASSERT_TRUE(rs) << (e.empty() ? "" : e[0].message);
+  auto strict = load_rules("rules/strict.toml");
+  ASSERT_EQ(rs->rules().size(), strict->rules().size());
+  for (std::size_t i = 0; i < rs->rules().size(); ++i) {
+    EXPECT_EQ(rs->rules()[i].id, strict->rules()[i].id) << i;
+    EXPECT_EQ(rs->rules()[i].origin, strict->rules()[i].origin) << i;
+  }
+}
+
+TEST(PolicyRules, FirstMatchDecidesAndAllowStopsThePolicyRules) {
+  PolicyRig r(R"(
+[[rule]]
+id = "incoming-ok"
+verbs = ["STOR"]
+arg = "^incoming/"
+enforce = "allow"
+audit = "allow"
+
+[[rule]]
+id = "no-uploads"
+verbs = ["@write"]
+enforce = "reject"
+audit = "log"
+)");
+  r.login();
+  r.cmd("PASV", "227 Entering Passive Mode (127,0,0,2,156,65).");
+  EXPECT_EQ(r.cmd("STOR other/file"), "550 Requested action not taken.\r\n");
+  EXPECT_FALSE(r.forwarded("STOR other/file"));
+  EXPECT_TRUE(has(r.rec.findings, "no-uploads:rejected:550"));
+  r.rec.findings.clear();
+  r.cmd("STOR incoming/file", "150 go");
+  EXPECT_TRUE(r.forwarded("STOR incoming/file"));
+  EXPECT_TRUE(r.rec.findings.empty()) << r.rec.findings[0];  // allowed: no finding
+  EXPECT_EQ(r.cmd("DELE x"), "550 Requested action not taken.\r\n");
+}
+
+TEST(PolicyRules, AuditModeLogsAndForwards) {
+  PolicyRig r("[[rule]]\nid = \"no-dele\"\nverbs = [\"DELE\"]\naudit = \"log\"\nenforce = \"reject\"\n", Mode::audit);
+  r.login();
+  EXPECT_EQ(r.cmd("DELE x", "250 deleted"), "250 deleted\r\n");
+  EXPECT_TRUE(has(r.rec.findings, "no-dele:logged"));
+}
+
+TEST(PolicyRules, SequenceRulesRunFirstAndAnAllowNeverBypassesThem) {
+  PolicyRig r("[[rule]]\nid = \"all-ok\"\nverbs = [\"*\"]\naudit = \"allow\"\nenforce = \"allow\"\n");
+  r.login();
+  EXPECT_EQ(r.cmd("RNTO x").substr(0, 4), "503 ");
+  EXPECT_TRUE(has(r.rec.findings, "rnto-needs-rnfr:rejected:503"));
+  EXPECT_EQ(r.cmd("PORT 127,0,0,1,0,21").substr(0, 4), "504 ");  // the bounce check too
+}
+
+TEST(PolicyRules, UsersAreGlobsOnTheLoginName) {
+  const std::string policy = R"(
+[[rule]]
+id = "guests-read-only"
+verbs = ["@write"]
+users = ["guest*", "anonymous"]
+enforce = "reject"
+)";
+  PolicyRig guest(policy);
+  guest.login("guest7");
+  EXPECT_EQ(guest.cmd("MKD d").substr(0, 4), "550 ");
+  PolicyRig member(policy);
+  member.login("alice");
+  EXPECT_EQ(member.cmd("MKD d", "257 \"d\" created"), "257 \"d\" created\r\n");
+}
+
+TEST(PolicyRules, ClientsAreCidrsOnTheClientsAddress) {
+  const std::string policy = R"(
+[[rule]]
+id = "lan-only-writes"
+verbs = ["@write"]
+clients = ["10.0.0.0/8", "::1"]
+enforce = "allow"
+
+[[rule]]
+id = "no-writes"
+verbs = ["@write"]
+enforce = "reject"
+)";
+  PolicyRig lan(policy, Mode::enforce, "10.1.2.3:40000");
+  lan.login();
+  EXPECT_EQ(lan.cmd("DELE f", "250 ok"), "250 ok\r\n");
+  PolicyRig far(policy, Mode::enforce, "192.0.2.9:40000");
+  far.login();
+  EXPECT_EQ(far.cmd("DELE f").substr(0, 4), "550 ");
+}
+
+TEST(PolicyRules, ClassesLookAtTheArgumentWhereTheyMust) {
+  PolicyRig r("[[rule]]\nid = \"ro\"\nverbs = [\"@write\"]\nenforce = \"reject\"\n"
+              "[[rule]]\nid = \"no-read\"\nverbs = [\"@read\"]\nenforce = \"reject\"\n");
+  r.login();
+  EXPECT_EQ(r.cmd("SITE CHMOD 644 f").substr(0, 4), "550 ");         // @write
+  EXPECT_EQ(r.cmd("SITE HELP", "214 help"), "214 help\r\n");          // not in @write
+  EXPECT_EQ(r.cmd("STAT", "211 status"), "211 status\r\n");           // STAT without argument: not @read
+  EXPECT_EQ(r.cmd("STAT /etc").substr(0, 4), "550 ");                 // with one: a listing
+}
+
+TEST(PolicyRules, AHostileRegexStillMatchesInLinearTime) {
+  // (a*)*b backtracks exponentially in a backtracking engine; RE2 does not.
+  PolicyRig r("[[rule]]\nid = \"evil\"\nverbs = [\"SITE\"]\narg = \"(a*)*b\"\nenforce = \"reject\"\n");
+  r.login();
+  const std::string arg(3000, 'a');
+  EXPECT_EQ(r.cmd("SITE " + arg, "500 what"), "500 what\r\n");  // no match: forwarded
+  EXPECT_EQ(r.cmd("SITE " + arg + "b").substr(0, 4), "550 ");
+}
+
+TEST(PolicyRules, TheCommandEventNamesTheDecidingRule) {
+  struct Cmds : Recorder {
+    std::vector<std::string> rules;
+    void on_command(const CommandEvent& c) override { rules.emplace_back(c.rule); }
+  } rec;
+  auto rules = with_defaults("[[rule]]\nid = \"no-dele\"\nverbs = [\"DELE\"]\nenforce = \"reject\"\n");
+  SessionCore core(CoreSettings{}, rules, SessionPeers{});
+  rec.core = &core;
+  core.on_server_bytes("220 hi\r\n", 0, rec);
+  core.on_client_bytes("USER u\r\n", 0, rec);
+  core.on_server_bytes("331 pw\r\n", 0, rec);
+  core.on_client_bytes("PASS p\r\n", 0, rec);
+  core.on_server_bytes("230 in\r\n", 0, rec);
+  core.on_client_bytes("DELE f\r\n", 0, rec);
+  EXPECT_EQ(rec.rules, (std::vector<std::string>{"", "", "no-dele"}));
+}
+
+TEST(PolicyRules, ProfilesAreRuleFiles) {
+  for (const char* f : {"rules/profiles/read-only.toml", "rules/profiles/no-site.toml",
+                        "rules/profiles/anonymous-read-only.toml"}) {
+    std::vector<RuleSet::Error> e;
+    EXPECT_TRUE(with_defaults(file_text(f), &e)) << f << ": " << (e.empty() ? "" : e[0].message);
+  }
+  PolicyRig ro(file_text("rules/profiles/read-only.toml"));
+  ro.login();
+  ro.cmd("PASV", "227 Entering Passive Mode (127,0,0,2,156,65).");
+  EXPECT_EQ(ro.cmd("STOR f"), "550 Permission denied: this server is read-only.\r\n");
+  EXPECT_EQ(ro.cmd("RETR f", "150 go"), "150 go\r\n");
+  PolicyRig anon(file_text("rules/profiles/anonymous-read-only.toml"));
+  anon.login("anonymous");
+  EXPECT_EQ(anon.cmd("DELE f").substr(0, 4), "550 ");
+}
