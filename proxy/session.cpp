@@ -225,6 +225,7 @@ void Session::on_command(const CommandEvent& c) {
   // SECURITY: the password (and account) never reaches any log.
   e.str(audit::f::arg, (c.verb == Verb::PASS || c.verb == Verb::ACCT) && !c.arg.empty() ? "****" : c.arg);
   if (!c.rule.empty()) e.str(audit::f::rule, c.rule);
+  if (!c.path.empty()) e.str(audit::f::path, c.path);
   audit(e);
   ++host_.stats().commands[static_cast<std::size_t>(c.verb)];
 }
@@ -254,6 +255,7 @@ void Session::on_finding(const Finding& f) {
   e.str(audit::f::action, f.action == FindingAction::rejected ? "rejected" : "logged");
   if (f.action == FindingAction::rejected && f.reply_code != 0) e.num(audit::f::reply_code, f.reply_code);
   e.str(audit::f::severity, name_of(f.severity)).str(audit::f::message, f.message);
+  if (!f.path.empty()) e.str(audit::f::path, f.path);
   audit(e);
   if (f.side == Side::client) ++host_.stats().violations;
   host_.stats().findings.count(f.rule, f.side == Side::client, f.action == FindingAction::rejected);

@@ -3,6 +3,7 @@
 // AUTH, malformed or bouncing data addresses), then forwarding what passes.
 #include "completion.h"
 #include "security_checks.h"
+#include "server_path.h"
 #include "session_core.h"
 
 namespace ftpw {
@@ -72,8 +73,17 @@ const Rule* SessionCore::sequence_rejection(const Command& cmd, std::uint32_t st
   return nullptr;
 }
 
-const Rule* SessionCore::policy_decision(const Command& cmd, std::uint32_t state) const {
-  const PolicySubject subject{user_, &peers_.client, cmd.arg};
+std::optional<std::string_view> SessionCore::command_path(const Command& cmd) {
+  if (!rules_->uses_paths()) return std::nullopt;
+  const auto arg = path_argument(cmd.verb, cmd.arg);
+  if (!arg) return std::nullopt;
+  resolve_path(cwd_, *arg, path_);
+  return path_;
+}
+
+const Rule* SessionCore::policy_decision(const Command& cmd, std::uint32_t state,
+                                         std::optional<std::string_view> path) const {
+  const PolicySubject subject{user_, &peers_.client, cmd.arg, path, home_};
   for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
     const Rule& r = rules_->rules()[idx];
     if (!r.policy || !r.fires(state) || !r.applies(cmd.verb, cmd.arg)) continue;
@@ -175,9 +185,12 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   // rejects answers. Then, unless one rejected, the first policy rule that
   // matches decides; an `allow` ends the policy rules, never the checks below.
   const std::uint32_t st = state_ | line_state;
+  const std::optional<std::string_view> path = command_path(cmd);
   const Rule* rejecting = sequence_rejection(cmd, st);
-  const Rule* policy = rejecting ? nullptr : policy_decision(cmd, st);
-  sink.on_command({cmd.verb, cmd.verb_text, cmd.arg, line.offset, policy ? std::string_view(policy->id) : ""});
+  const Rule* policy = rejecting ? nullptr : policy_decision(cmd, st, path);
+  const std::string_view policy_path = policy && path ? *path : std::string_view{};
+  sink.on_command({cmd.verb, cmd.verb_text, cmd.arg, line.offset, policy ? std::string_view(policy->id) : "",
+                   policy_path});
   for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
     const Rule& r = rules_->rules()[idx];
     if (r.policy || !r.fires(st)) continue;
@@ -189,8 +202,9 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   }
   if (policy && policy->action(settings_.mode) != RuleAction::allow) {
     const bool reject = policy->action(settings_.mode) == RuleAction::reject && !settings_.observe;
-    finding(sink, policy->id, policy->description, policy->severity, Side::client, &cmd,
-            reject ? FindingAction::rejected : FindingAction::logged, reject ? policy->reply_code : 0, line.offset);
+    sink.on_finding({policy->id, policy->description, policy->severity, Side::client, cmd.verb, cmd.verb_text,
+                     reject ? FindingAction::rejected : FindingAction::logged, reject ? policy->reply_code : 0,
+                     line.offset, policy_path});
     if (reject) rejecting = policy;
   }
   if (rejecting) {
@@ -206,6 +220,8 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
       finding(sink, "port-bounce", "data address is not the client's own or uses a port below 1024",
               Severity::error, Side::client, &cmd, FindingAction::logged, 0, line.offset);
     pending_.push({cmd.verb, cmd.verb, false, false, epsv_all, now_us});
+    if (path && (cmd.verb == Verb::CWD || cmd.verb == Verb::XCWD || cmd.verb == Verb::CDUP || cmd.verb == Verb::XCUP))
+      cwd_target_.assign(*path);
     if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
     if (cmd.verb == Verb::USER) {
       state_ |= pbit(Predicate::user_sent);
@@ -246,6 +262,8 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
     if (line.telnet & (telnet_ip | telnet_dm)) urgent = "\xff\xf4\xff\xf2";
   }
   const std::string_view to_send = normalized(line.text, urgent);
+  if (path && (cmd.verb == Verb::CWD || cmd.verb == Verb::XCWD || cmd.verb == Verb::CDUP || cmd.verb == Verb::XCUP))
+    cwd_target_.assign(*path);
   if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
   if (cmd.verb == Verb::USER) {
     state_ |= pbit(Predicate::user_sent);

@@ -16,6 +16,7 @@ struct Pending {
   bool preliminary = false;        // a 1xx seen
   bool epsv_all = false;
   std::uint64_t sent_us = 0;
+  bool internal = false;           // the proxy's own (PWD after login): never shown or logged
 };
 
 class PendingQueue {

@@ -3,6 +3,7 @@
 #include <re2/re2.h>
 
 #include "command.h"
+#include "server_path.h"
 
 namespace ftpw {
 
@@ -123,6 +124,16 @@ bool PolicyMatch::matches(const PolicySubject& s) const {
     if (!any) return false;
   }
   if (arg && !RE2::PartialMatch(re2::StringPiece(s.arg.data(), s.arg.size()), *arg)) return false;
+  if (wants_path()) {
+    if (!s.path) return false;
+    if (!paths.empty()) {
+      bool any = false;
+      for (const auto& g : paths) any = any || path_glob_match(g, *s.path, s.home);
+      if (!any) return false;
+    }
+    for (const auto& g : not_paths)
+      if (path_glob_match(g, *s.path, s.home)) return false;
+  }
   return true;
 }
 

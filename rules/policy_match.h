@@ -48,13 +48,17 @@ struct PolicySubject {
   std::string_view user;  // the login name (USER's argument); empty before USER
   const NetAddr* client;  // nullptr or family 0 when unknown (a transcript)
   std::string_view arg;
+  std::optional<std::string_view> path = std::nullopt;  // resolved; nullopt: the command names none
+  std::string_view home = "/";                          // the login directory, for `~/` globs
 };
 
 struct PolicyMatch {
   std::vector<std::string> users;  // any of them (globs)
   std::vector<Cidr> clients;       // any of them
   std::shared_ptr<const re2::RE2> arg;
-  bool empty() const { return users.empty() && clients.empty() && !arg; }
+  std::vector<std::string> paths, not_paths;  // path globs (server_path.h)
+  bool wants_path() const { return !paths.empty() || !not_paths.empty(); }
+  bool empty() const { return users.empty() && clients.empty() && !arg && !wants_path(); }
   bool matches(const PolicySubject& s) const;
 };
 

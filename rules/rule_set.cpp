@@ -279,6 +279,15 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, bool bui
             }
             r.match.clients.push_back(*cidr);
           }
+        } else if (key == "paths" || key == "not_paths") {
+          for (auto& [g, n] : string_list(v, key)) {
+            if (g.empty() || (g.front() != '/' && g.rfind("~/", 0) != 0 && g != "~")) {
+              ctx.error(*n, "a path glob must be absolute ('/srv/**') or start with '~/' (the login directory)");
+              bad = true;
+              continue;
+            }
+            (key == "paths" ? r.match.paths : r.match.not_paths).push_back(std::move(g));
+          }
         } else if (key == "arg") {
           if (auto s = want_string(v, key)) {
             std::string error;
@@ -326,6 +335,8 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, bool bui
 }
 
 void RuleSet::compile() {
+  uses_paths_ = false;
+  for (const auto& r : rules_) uses_paths_ = uses_paths_ || r.match.wants_path();
   for (auto& v : by_verb_) v.clear();
   for (std::size_t i = 0; i < rules_.size(); ++i) {
     const VerbMatch& m = matches_[i];

@@ -7,7 +7,7 @@
 // `enforce` each name `log`, `reject` (answer `reply` and never forward),
 // `ignore` or, for policy rules, `allow`.
 //
-// A rule with `users`, `clients` or `arg`, an `allow` action, or no `when`
+// A rule with `users`, `clients`, `arg`, `paths` or `not_paths`, an `allow` action, or no `when`
 // and `unless` at all, is a policy rule (its reply defaults to 550): sequence
 // rules are all evaluated first (every one that fires is reported); then the
 // first policy rule that matches decides (allow, log or reject) and the rest
@@ -94,6 +94,9 @@ class RuleSet {
   // Indices of the rules that may fire for a verb, in file order.
   const std::vector<std::uint16_t>& for_verb(Verb v) const { return by_verb_[static_cast<std::size_t>(v)]; }
   const Rule* find(std::string_view id) const;
+  // A rule matches on paths: sessions learn their login directory and track
+  // their working directory.
+  bool uses_paths() const { return uses_paths_; }
   std::vector<std::string> sources;  // files it was loaded from
 
   // Loading. Errors are "file:line:column: message"; any error rejects the whole set.
@@ -125,6 +128,7 @@ class RuleSet {
   };
   std::vector<VerbMatch> matches_;
   std::array<std::vector<std::uint16_t>, kVerbCount> by_verb_;
+  bool uses_paths_ = false;
 };
 
 }  // namespace ftpw

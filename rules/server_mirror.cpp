@@ -4,6 +4,7 @@
 // its data connection).
 #include "completion.h"
 #include "security_checks.h"
+#include "server_path.h"
 #include "session_core.h"
 
 namespace ftpw {
@@ -55,6 +56,50 @@ void SessionCore::forward_reply(const Reply& r, const Pending* p, std::int64_t l
   }
   sink.on_reply({r.code, raw, p ? p->verb : Verb::unknown, latency, false, r.code == 125, reply_offset_});
   if (p && p->verb == Verb::PASS && r.code == 530) sink.on_login_failed();
+}
+
+bool SessionCore::track_paths(const Pending& done, const Reply& r, CoreSink& sink, std::uint64_t now_us) {
+  if (!rules_->uses_paths()) return false;
+  switch (done.verb) {
+    case Verb::CWD:
+    case Verb::XCWD:
+      if (r.code == 250) cwd_ = cwd_target_;  // anything else: it did not move
+      break;
+    case Verb::CDUP:
+    case Verb::XCUP:
+      if (r.code == 250 || r.code == 200) cwd_ = cwd_target_;
+      break;
+    case Verb::PWD:
+    case Verb::XPWD:
+      if (r.code == 257) {
+        if (auto dir = parse_257_path(r.first_text)) {
+          resolve_path("/", *dir, cwd_);
+          // The proxy's own PWD after login names the login directory (a
+          // transcript's first PWD after login does, when nothing else did).
+          if (done.internal || !home_known_) {
+            home_ = cwd_;
+            home_known_ = true;
+          }
+        }
+      }
+      break;
+    case Verb::USER:
+    case Verb::PASS:
+    case Verb::ACCT:
+      if (r.code == 230 && !settings_.observe) {
+        // Logged in: learn the login directory before the next command is judged.
+        home_known_ = false;
+        cwd_ = home_ = "/";
+        pending_.push({Verb::PWD, Verb::PWD, false, false, false, now_us, true});
+        update_pause();
+        sink.send_to_server("PWD\r\n");
+        return true;
+      }
+      break;
+    default:
+      break;
+  }
+  return false;
 }
 
 bool SessionCore::hold_early_quit(const Reply& r, CoreSink& sink) {
@@ -140,6 +185,14 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
     if (!drop) forward_reply(r, nullptr, -1, now_us, sink, false);
     return;
   }
+  if (pending_.front().internal) {
+    // The proxy's own PWD after login: learnt from, never forwarded or logged.
+    if (r.preliminary()) return;
+    const Pending done = pending_.pop();
+    track_paths(done, r, sink, now_us);
+    update_pause();
+    return;
+  }
   if (hold_early_quit(r, sink)) return;
   Pending& p = pending_.front();
   const std::int64_t latency = static_cast<std::int64_t>(now_us - p.sent_us);
@@ -172,6 +225,7 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
   complete(done.verb, done.epsv_all, r.code, done.preliminary);
   if (transfer_end) transfer_.complete(r.code);
   forward_reply(r, &done, latency, now_us, sink, transfer_end && !settings_.observe);
+  if (track_paths(done, r, sink, now_us)) return;
   update_pause();
   if (transfer_end && !held_quit_.empty()) {
     // The QUIT the server answered early: its 221 now, then the end.

@@ -50,6 +50,7 @@ struct CommandEvent {
   std::string_view arg;        // unmasked: the sink masks PASS
   std::uint64_t offset;        // client stream offset of the line
   std::string_view rule = {};  // the policy rule that decided it (allow, log or reject), if any
+  std::string_view path = {};  // with `rule`: the resolved path it acts on, if any
 };
 
 struct ReplyEvent {
@@ -74,6 +75,7 @@ struct Finding {
   FindingAction action;
   int reply_code;              // the proxy's reply when rejected, else 0
   std::uint64_t offset;        // stream offset on `side`
+  std::string_view path = {};  // a policy rule's finding: the resolved path, if any
 };
 
 // A data listener the proxy is to open: passive, toward the client, joined to
@@ -185,7 +187,9 @@ class SessionCore {
   void handle_client_line(const Line& line, std::uint64_t now_us, CoreSink& sink);
   void handle_bad_line(const Line& line, std::uint32_t framing, CoreSink& sink);
   const Rule* sequence_rejection(const Command& cmd, std::uint32_t state) const;
-  const Rule* policy_decision(const Command& cmd, std::uint32_t state) const;
+  const Rule* policy_decision(const Command& cmd, std::uint32_t state, std::optional<std::string_view> path) const;
+  std::optional<std::string_view> command_path(const Command& cmd);
+  bool track_paths(const Pending& done, const Reply& r, CoreSink& sink, std::uint64_t now_us);
   std::string_view normalized(std::string_view text, std::string_view urgent_prefix);
   // server_mirror.cpp
   void pump_server(std::uint64_t now_us, CoreSink& sink);
@@ -229,6 +233,10 @@ class SessionCore {
   std::string scratch_;            // outgoing line being built
   std::string transfer_path_;      // the argument of the last transfer command sent
   std::string user_;               // the login name: the argument of the last USER sent
+  // Paths (when a rule matches on them): the login directory, the working
+  // directory, where a CWD in flight goes, and the current command's path.
+  std::string home_ = "/", cwd_ = "/", cwd_target_, path_;
+  bool home_known_ = false;
   std::uint32_t state_ = 0;
   std::uint32_t bad_lines_ = 0;
   std::uint64_t reply_offset_ = 0;

@@ -200,15 +200,17 @@ class RawClient:
         c.send(b"NO\\xff\\xf1OP\\r\\n"); r = c.reply()
     """
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float = 10.0, source: str | None = None):
+        """`source`: the local address to connect from (127.0.0.2 is loopback too)."""
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
         self.greeting = self.reply()
 
     @classmethod
-    def to(cls, target, timeout: float = 10.0) -> "RawClient":
+    def to(cls, target, timeout: float = 10.0, source: str | None = None) -> "RawClient":
         t = _target(target)
-        c = cls(t.host, t.port, timeout)
+        c = cls(t.host, t.port, timeout, source)
         c.target = t
         return c
 

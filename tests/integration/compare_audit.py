@@ -132,7 +132,10 @@ def compare(a: list[str], b: list[str], unordered: bool) -> list[str]:
 # by what they do: their logs differ run to run by design.
 DEFAULT_SKIP = [r"test_busy_polling_stops_during_a_slow_transfer", r"test_stalled_readers_keep_memory_bounded",
                 # a second session transfers in a loop for as long as the attack runs
-                r"test_bounce_refused_"]
+                r"test_bounce_refused_",
+                # the server is killed mid-transfer: whether its data connection's end or its
+                # control connection's is seen first is the kernel's order
+                r"test_upstream_dies_mid_transfer_"]
 
 
 def main() -> int:

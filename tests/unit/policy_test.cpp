@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core_harness.h"
+#include "server_path.h"
 
 using namespace ftpw;
 using namespace ftpw::test;
@@ -274,4 +275,111 @@ TEST(PolicyRules, ProfilesAreRuleFiles) {
   PolicyRig anon(file_text("rules/profiles/anonymous-read-only.toml"));
   anon.login("anonymous");
   EXPECT_EQ(anon.cmd("DELE f").substr(0, 4), "550 ");
+}
+
+// ---------------------------------------------------------------- paths
+
+TEST(ServerPath, ResolveAndNormalise) {
+  EXPECT_EQ(resolve_path("/home/u", "f.txt"), "/home/u/f.txt");
+  EXPECT_EQ(resolve_path("/home/u", "/etc/passwd"), "/etc/passwd");
+  EXPECT_EQ(resolve_path("/home/u", "../../../../etc"), "/etc");  // never above '/'
+  EXPECT_EQ(resolve_path("/", ".."), "/");
+  EXPECT_EQ(resolve_path("/a", ".//b///c/./"), "/a/b/c");        // '//', '.', a trailing '/'
+  EXPECT_EQ(resolve_path("/a/b", ""), "/a/b");
+  EXPECT_EQ(resolve_path("/a", "dir with spaces/x"), "/a/dir with spaces/x");
+  EXPECT_EQ(resolve_path("/a", "caf\xe9/x"), "/a/caf\xe9/x");    // bytes as they come
+}
+
+TEST(ServerPath, Quoted257Names) {
+  EXPECT_EQ(parse_257_path("\"/home/u\" is the current directory"), "/home/u");
+  EXPECT_EQ(parse_257_path("\"/a \"\"quoted\"\" dir\" created"), "/a \"quoted\" dir");
+  EXPECT_EQ(parse_257_path("no quotes"), std::nullopt);
+  EXPECT_EQ(parse_257_path("\"unterminated"), std::nullopt);
+}
+
+TEST(ServerPath, GlobsBySegment) {
+  EXPECT_TRUE(path_glob_match("/srv/ftp/**", "/srv/ftp/a/b/c", "/"));
+  EXPECT_TRUE(path_glob_match("/srv/ftp/**", "/srv/ftp", "/"));  // ** matches no segment too
+  EXPECT_TRUE(path_glob_match("/srv/*/x", "/srv/a/x", "/"));
+  EXPECT_FALSE(path_glob_match("/srv/*/x", "/srv/a/b/x", "/"));  // * stays in one segment
+  EXPECT_TRUE(path_glob_match("/srv/**/x", "/srv/a/b/x", "/"));
+  EXPECT_TRUE(path_glob_match("~/incoming/**", "/home/u/incoming/f", "/home/u"));
+  EXPECT_FALSE(path_glob_match("~/incoming/**", "/home/v/incoming/f", "/home/u"));
+  EXPECT_TRUE(path_glob_match("/pub/*.iso", "/pub/debian.iso", "/"));
+  EXPECT_FALSE(path_glob_match("/pub/*.iso", "/pub/debian.iso.sig", "/"));
+}
+
+TEST(ServerPath, WhichArgumentIsAPath) {
+  EXPECT_EQ(path_argument(Verb::RETR, "f"), "f");
+  EXPECT_EQ(path_argument(Verb::LIST, "-la /pub"), "/pub");
+  EXPECT_EQ(path_argument(Verb::LIST, "-la"), "");
+  EXPECT_EQ(path_argument(Verb::STAT, ""), std::nullopt);
+  EXPECT_EQ(path_argument(Verb::SITE, "CHMOD 644 f.txt"), "f.txt");
+  EXPECT_EQ(path_argument(Verb::SITE, "HELP"), std::nullopt);
+  EXPECT_EQ(path_argument(Verb::CDUP, ""), "..");
+  EXPECT_EQ(path_argument(Verb::NOOP, ""), std::nullopt);
+}
+
+TEST(PolicyPaths, LoginDirectoryLearntQuietlyAndCwdTrackedByReplies) {
+  PolicyRig r(R"(
+[[rule]]
+id = "uploads-only-in-incoming"
+verbs = ["@write"]
+not_paths = ["~/incoming/**"]
+enforce = "reject"
+)");
+  r.cmd("USER u", "331 pw");
+  r.rec.to_server.clear();
+  EXPECT_EQ(r.cmd("PASS p", "230 in"), "230 in\r\n");
+  EXPECT_EQ(r.rec.to_server, "PASS p\r\nPWD\r\n");  // the proxy asks, once
+  r.rec.to_client.clear();
+  r.core->on_server_bytes("257 \"/home/u\" is the current directory\r\n", 0, r.rec);
+  EXPECT_EQ(r.rec.to_client, "");                    // never shown to the client
+  EXPECT_EQ(r.rec.reply_codes.back(), 230);          // nor logged as a reply
+  EXPECT_EQ(r.cmd("MKD x").substr(0, 4), "550 ");    // /home/u/x
+  EXPECT_EQ(r.cmd("MKD incoming/x", "257 \"incoming/x\""), "257 \"incoming/x\"\r\n");
+  EXPECT_EQ(r.cmd("CWD nowhere", "550 No such directory").substr(0, 4), "550 ");  // refused: no move
+  EXPECT_EQ(r.cmd("DELE incoming/f", "250 gone"), "250 gone\r\n");
+  EXPECT_EQ(r.cmd("CWD incoming", "250 ok"), "250 ok\r\n");
+  EXPECT_EQ(r.cmd("DELE f", "250 gone"), "250 gone\r\n");             // /home/u/incoming/f
+  EXPECT_EQ(r.cmd("DELE ../f").substr(0, 4), "550 ");                 // /home/u/f
+  EXPECT_EQ(r.cmd("CDUP", "250 ok"), "250 ok\r\n");
+  EXPECT_EQ(r.cmd("DELE f").substr(0, 4), "550 ");
+  EXPECT_EQ(r.cmd("RNFR incoming/a", "350 ready"), "350 ready\r\n");  // each on its own path
+  EXPECT_EQ(r.cmd("RNTO b").substr(0, 4), "550 ");
+}
+
+TEST(PolicyPaths, RulesWithoutPathsAskNothing) {
+  PolicyRig r("[[rule]]\nid = \"no-dele\"\nverbs = [\"DELE\"]\nenforce = \"reject\"\n");
+  r.cmd("USER u", "331 pw");
+  r.rec.to_server.clear();
+  r.cmd("PASS p", "230 in");
+  EXPECT_EQ(r.rec.to_server, "PASS p\r\n");  // no PWD of the proxy's own
+}
+
+TEST(PolicyPaths, TheAuditRecordCarriesTheResolvedPath) {
+  struct Rec : Recorder {
+    std::string cmd_path, finding_path;
+    void on_command(const CommandEvent& c) override {
+      if (!c.rule.empty()) cmd_path = c.path;
+    }
+    void on_finding(const Finding& f) override {
+      Recorder::on_finding(f);
+      finding_path = f.path;
+    }
+  } rec;
+  auto rules = with_defaults("[[rule]]\nid = \"no-etc\"\nverbs = [\"RETR\"]\npaths = [\"/etc/**\"]\n"
+                             "enforce = \"reject\"\n");
+  SessionCore core(CoreSettings{}, rules, SessionPeers{});
+  rec.core = &core;
+  for (const char* s : {"220 hi", "331 pw", "230 in", "257 \"/home/u\"", "227 Entering Passive Mode (127,0,0,2,156,65)."}) {
+    core.on_server_bytes(std::string(s) + "\r\n", 0, rec);
+    if (std::string(s) == "220 hi") core.on_client_bytes("USER u\r\n", 0, rec);
+    if (std::string(s) == "331 pw") core.on_client_bytes("PASS p\r\n", 0, rec);
+    if (std::string(s) == "257 \"/home/u\"") core.on_client_bytes("PASV\r\n", 0, rec);
+  }
+  core.on_client_bytes("RETR ../../etc/./passwd\r\n", 0, rec);
+  EXPECT_EQ(rec.cmd_path, "/etc/passwd");
+  EXPECT_EQ(rec.finding_path, "/etc/passwd");
+  EXPECT_EQ(rec.findings.back(), "no-etc:rejected:550");
 }

@@ -1,0 +1,138 @@
+"""Policy rules against real servers and clients: a profile, a path rule that
+allows before a broader reject, a user glob, a client address; what the
+proxy refuses never reaches the server."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from clients import RawClient, Target, curl_get, curl_put
+
+
+def rules_file(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "policy.toml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_read_only_profile_downloads_and_refuses_uploads(server, make_proxy, tmp_path, sha256):
+    conf = tmp_path / "ro.toml"
+    conf.write_text('[policy]\nprofiles = ["read-only"]\n')
+    proxy = make_proxy(server, mode="enforce", extra_args=["--config", str(conf)])
+    via = Target.via(proxy, server)
+    out = tmp_path / "blob.bin"
+    curl_get(via, "blob.bin", out)
+    assert sha256(out) == server.files["blob.bin"]
+    mark = server.log_mark()
+    local = tmp_path / "up.bin"
+    local.write_bytes(b"never stored\n")
+    r = curl_put(via, local, "upload/ro.bin", check=False)
+    assert r.returncode != 0
+    assert b"< 550 Permission denied: this server is read-only." in r.stderr, r.stderr[-2000:]
+    ev = proxy.wait_event("violation", rule="read-only")
+    assert ev["action"] == "rejected" and ev["reply_code"] == 550 and ev["verb"] == "STOR", ev
+    cmd = [e for e in proxy.events("command", verb="STOR")]
+    assert cmd and cmd[-1]["rule"] == "read-only", cmd
+    # the server never saw the STOR, and has no such file
+    server.wait_for_command("QUIT", since=mark)
+    assert "STOR" not in server.verbs(since=mark)
+    assert not (server.root / "upload" / "ro.bin").exists()
+
+
+def test_a_path_allow_before_a_broader_reject(server, make_proxy, tmp_path):
+    rules = rules_file(tmp_path, """
+[[rule]]
+id = "uploads-in-upload"
+verbs = ["STOR", "DELE"]
+paths = ["~/upload/**"]
+audit = "allow"
+enforce = "allow"
+
+[[rule]]
+id = "nothing-else-written"
+description = "writes only under ~/upload"
+verbs = ["@write"]
+audit = "log"
+enforce = "reject"
+""")
+    proxy = make_proxy(server, mode="enforce", extra_args=["--rules", rules])
+    via = Target.via(proxy, server)
+    local = tmp_path / "ok.bin"
+    local.write_bytes(b"allowed\n" * 100)
+    curl_put(via, local, "upload/ok.bin")
+    assert (server.root / "upload" / "ok.bin").read_bytes() == local.read_bytes()
+    mark = server.log_mark()
+    with RawClient.to(via) as c:
+        c.login()
+        assert c.cmd("MKD elsewhere").code == 550
+        assert c.cmd("CWD upload").code == 250
+        assert c.cmd("DELE ok.bin").code == 250          # ~/upload/ok.bin
+        assert c.cmd("DELE ../blob.bin").code == 550     # ~/blob.bin
+        c.quit()
+    verbs = server.verbs(since=mark)
+    assert "MKD" not in verbs and verbs.count("DELE") == 1, verbs
+    v = proxy.wait_events("violation", 2, rule="nothing-else-written")
+    assert [e["verb"] for e in v] == ["MKD", "DELE"], v
+    assert v[1]["path"].endswith("/blob.bin") and not v[1]["path"].endswith("/upload/blob.bin"), v
+    allowed = proxy.events("command", rule="uploads-in-upload")
+    assert any(e["verb"] == "DELE" and e["path"].endswith("/upload/ok.bin") for e in allowed), allowed
+    # the proxy's own PWD after login is in neither the client's view nor the
+    # audit log (this session's client sent none; curl's sessions send their own)
+    sid = proxy.events("command", verb="MKD")[0]["session"]
+    assert not [e for e in proxy.events(session=sid) if e.get("verb") in ("PWD", "XPWD")]
+
+
+def test_a_user_glob(server, make_proxy, tmp_path):
+    def server_saw_dele(users: str) -> bool:
+        rules = rules_file(tmp_path, f"""
+[[rule]]
+id = "users-may-not-delete"
+verbs = ["DELE"]
+users = [{users}]
+enforce = "reject"
+""")
+        proxy = make_proxy(server, mode="enforce", extra_args=["--rules", rules])
+        mark = server.log_mark()
+        with RawClient.to(Target.via(proxy, server)) as c:
+            c.login()
+            assert c.cmd("DELE no-such-file").code == 550  # the proxy's refusal or the server's
+            c.quit()
+        server.wait_for_command("QUIT", since=mark)
+        return "DELE" in server.verbs(since=mark)
+
+    assert not server_saw_dele('"ftpw*"')                # the test user matches: refused
+    assert server_saw_dele('"someone-else", "guest*"')   # no match: the server answers
+
+
+def test_a_client_address(server, make_proxy, tmp_path):
+    rules = rules_file(tmp_path, """
+[[rule]]
+id = "read-only-from-127-0-0-2"
+verbs = ["@write"]
+clients = ["127.0.0.2"]
+enforce = "reject"
+""")
+    proxy = make_proxy(server, mode="enforce", extra_args=["--rules", rules])
+    via = Target.via(proxy, server)
+    with RawClient.to(via, source="127.0.0.2") as c:
+        c.login()
+        assert c.cmd("MKD from-two").code == 550
+        c.quit()
+    with RawClient.to(via, source="127.0.0.1") as c:
+        c.login()
+        assert c.cmd("MKD from-one").code == 257
+        assert c.cmd("RMD from-one").code == 250
+        c.quit()
+    proxy.wait_event("session_close", timeout=5.0)
+    proxy.wait_events("session_close", 2, timeout=5.0)
+    v = proxy.events("violation", rule="read-only-from-127-0-0-2")
+    assert len(v) == 1 and v[0]["client"].startswith("127.0.0.2:"), v
+
+
+def test_check_config_reports_a_bad_policy_rule(proxy_bin, tmp_path):
+    import subprocess
+    bad = rules_file(tmp_path, '[[rule]]\nid = "x"\nverbs = ["@writes"]\n')
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[upstream]\naddress = "127.0.0.1:21"\n[policy]\nrules = ["{bad}"]\n')
+    r = subprocess.run([proxy_bin, "check-config", str(conf)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert f"{bad}:3:" in r.stderr + r.stdout and "@writes" in r.stderr + r.stdout, r.stderr + r.stdout
