@@ -50,7 +50,7 @@ inline std::string cli_usage() {
   }
   s += "\n       ftpwarden check-config FILE\n"
        "       ftpwarden config-keys\n"
-       "       ftpwarden lint [--rules FILE]... FILE...\n"
+       "       ftpwarden lint [--rules FILE]... [--format text|json] FILE...\n"
        "       ftpwarden --version | --help\n\noptions:\n";
   for (const auto& f : kCliFlags) {
     std::string head = std::string("  ") + f.name + " " + f.value;

@@ -44,6 +44,8 @@ struct Config {
   std::int64_t idle_timeout_s = 900;
   std::int64_t shutdown_grace_s = 30;
   std::int64_t max_bad_lines = 10;
+  std::int64_t command_rate = 0;    // commands per second a session may keep up (0: no limit)
+  std::int64_t command_burst = 100;  // how many it may send at once
   std::int64_t reply_timeout_s = 120;
   std::int64_t max_login_failures = 5;
   std::int64_t login_failure_window_s = 300;

@@ -118,13 +118,47 @@ int cmd_check_config(int argc, char** argv) {
   return 0;
 }
 
+// One finding as a JSON object on one line (lint --format json).
+std::string finding_json(const std::string& file, const LintFinding& f) {
+  std::string o = "{\"file\":\"";
+  json_escape(o, file);
+  o += "\",\"line\":" + std::to_string(f.line) + ",\"rule\":\"";
+  json_escape(o, f.rule);
+  o += "\",\"severity\":\"";
+  o += name_of(f.severity);
+  o += "\",\"message\":\"";
+  json_escape(o, f.message);
+  o += "\"";
+  if (!f.verb.empty()) {
+    o += ",\"verb\":\"";
+    json_escape(o, f.verb);
+    o += "\"";
+  }
+  if (!f.path.empty()) {
+    o += ",\"path\":\"";
+    json_escape(o, f.path);
+    o += "\"";
+  }
+  return o + "}";
+}
+
 int cmd_lint(int argc, char** argv) {
   std::vector<std::string> files, rules;
+  bool json = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--rules" && i + 1 < argc) rules.push_back(argv[++i]);
     else if (a.rfind("--rules=", 0) == 0) rules.push_back(a.substr(8));
-    else files.push_back(a);
+    else if ((a == "--format" && i + 1 < argc) || a.rfind("--format=", 0) == 0) {
+      const std::string v = a == "--format" ? argv[++i] : a.substr(9);
+      if (v != "json" && v != "text") {
+        std::fprintf(stderr, "lint: --format is text or json, not '%s'\n", v.c_str());
+        return 2;
+      }
+      json = v == "json";
+    } else {
+      files.push_back(a);
+    }
   }
   if (files.empty()) {
     std::fputs(kUsage.c_str(), stderr);
@@ -154,8 +188,10 @@ int cmd_lint(int argc, char** argv) {
       unusable = true;
       continue;
     }
-    for (const auto& fd : res.findings)
-      std::printf("%s:%zu: %s: %s\n", f.c_str(), fd.line, fd.rule.c_str(), fd.message.c_str());
+    for (const auto& fd : res.findings) {
+      if (json) std::printf("%s\n", finding_json(f, fd).c_str());
+      else std::printf("%s:%zu: %s: %s\n", f.c_str(), fd.line, fd.rule.c_str(), fd.message.c_str());
+    }
     any_error |= res.has_errors();
   }
   std::fflush(stdout);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "audit_schema.h"
 #include "socket_relay.h"
 
 namespace ftpw {
@@ -106,6 +107,13 @@ void Server::reload() {
   if (snap->cfg.pasv_lo != snap_->cfg.pasv_lo || snap->cfg.pasv_hi != snap_->cfg.pasv_hi ||
       snap->cfg.workers != snap_->cfg.workers)
     spdlog::warn("reload: passive_ports and workers changes need a restart");
+  if (snap->rules->version() != snap_->rules->version()) {
+    spdlog::info("rules changed: {} -> {} (new sessions)", snap_->rules->version(), snap->rules->version());
+    audit_.write(Event(audit::ev::rules_reloaded, "", "")
+                     .str(audit::f::rules_version, snap->rules->version())
+                     .str(audit::f::old, snap_->rules->version())
+                     .str(audit::f::new_, snap->rules->version()));
+  }
   snap_ = std::move(snap);
   // Buffers already grown keep their memory; new growth follows the new limit.
   RelayBudget::set_limit(static_cast<std::size_t>(snap_->cfg.relay_memory_mib) << 20);

@@ -32,6 +32,8 @@ CoreSettings core_settings(const Config& c) {
   cs.client_framer.max_line = static_cast<std::size_t>(c.max_line);
   cs.allow_foreign_active = c.foreign_active;
   cs.max_bad_lines = static_cast<std::uint32_t>(c.max_bad_lines);
+  cs.command_rate = static_cast<std::uint32_t>(c.command_rate);
+  cs.command_burst = static_cast<std::uint32_t>(c.command_burst);
   cs.timers.upstream_connect_ms = static_cast<std::uint64_t>(c.upstream_connect_timeout_ms);
   cs.timers.login_ms = ms(c.login_timeout_s);
   cs.timers.reply_ms = ms(c.reply_timeout_s);
@@ -54,6 +56,12 @@ Session::Session(SessionHost& host, std::shared_ptr<const Snapshot> snap, Stream
 }
 
 Session::~Session() = default;
+
+Event Session::event(std::string_view name) const {
+  Event e(name, id_, peer_str_);
+  e.str(audit::f::rules_version, snap_->rules->version());
+  return e;
+}
 
 void Session::start() {
   opened_ms_ = uv_now(loop());

@@ -67,7 +67,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
 
  private:
   enum Tag { tag_client = 1, tag_upstream = 2 };
-  Event event(std::string_view name) const { return Event(name, id_, peer_str_); }
+  Event event(std::string_view name) const;
   void audit(const Event& e) const { host_.audit().write(e); }
   void close_session(EndReason reason);
   void after_core();

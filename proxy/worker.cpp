@@ -149,6 +149,7 @@ void Worker::on_connection(Listener& l) {
     ++stats_.refused[static_cast<std::size_t>(*refusal)];
     st->set_handler(new Refuse);
     audit_.write(Event(audit::ev::session_refused, "", peer ? peer->to_string() : "")
+                     .str(audit::f::rules_version, snap_->rules->version())
                      .str(audit::f::reason, refuse.substr(4, refuse.size() - 6)));
     st->write(refuse);
     st->shutdown();

@@ -1,6 +1,8 @@
 // SessionCore, the client's side: framing its bytes, parsing each command and
 // its typed argument, the rules, and the built-in answers (framing problems,
 // AUTH, malformed or bouncing data addresses), then forwarding what passes.
+#include <algorithm>
+
 #include "completion.h"
 #include "security_checks.h"
 #include "server_path.h"
@@ -81,14 +83,36 @@ std::optional<std::string_view> SessionCore::command_path(const Command& cmd) {
   return path_;
 }
 
+bool SessionCore::who_ok(std::size_t rule) {
+  if (who_.size() != rules_->rules().size()) who_.assign(rules_->rules().size(), 0);
+  if (who_[rule] == 0) who_[rule] = rules_->rules()[rule].match.who_matches(user_, &peers_.client) ? 1 : 2;
+  return who_[rule] == 1;
+}
+
+void SessionCore::set_user(std::string_view user) {
+  user_.assign(user);
+  std::fill(who_.begin(), who_.end(), 0);
+}
+
 const Rule* SessionCore::policy_decision(const Command& cmd, std::uint32_t state,
-                                         std::optional<std::string_view> path) const {
-  const PolicySubject subject{user_, &peers_.client, cmd.arg, path, home_};
+                                         std::optional<std::string_view> path) {
+  bool args_matched = false;
   for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
     const Rule& r = rules_->rules()[idx];
     if (!r.policy || !r.fires(state) || !r.applies(cmd.verb, cmd.arg)) continue;
-    if (r.action(settings_.mode) == RuleAction::ignore) continue;
-    if (r.match.matches(subject)) return &r;
+    if (r.action(settings_.mode) == RuleAction::ignore || !who_ok(idx)) continue;
+    if (r.match.arg) {
+      if (r.match.arg_slot < 0 || !rules_->has_arg_patterns()) {
+        if (!r.match.matches({user_, &peers_.client, cmd.arg, path, home_})) continue;
+      } else {
+        if (!args_matched) {
+          rules_->match_args(cmd.arg, arg_hits_);  // every pattern in one pass, once per command
+          args_matched = true;
+        }
+        if (std::find(arg_hits_.begin(), arg_hits_.end(), r.match.arg_slot) == arg_hits_.end()) continue;
+      }
+    }
+    if (r.match.path_matches(path, home_)) return &r;
   }
   return nullptr;
 }
@@ -161,8 +185,36 @@ void SessionCore::handle_bad_line(const Line& line, std::uint32_t framing, CoreS
   }
 }
 
+bool SessionCore::over_rate(std::uint64_t now_us) {
+  // A token bucket in millionths of a command: `command_rate` a second
+  // flow in, `command_burst` fit.
+  if (settings_.command_rate == 0 || settings_.observe) return false;
+  const std::uint64_t cap = std::uint64_t{settings_.command_burst} * 1000000;
+  if (!rate_started_) {
+    rate_started_ = true;
+    rate_tokens_ = cap;
+  } else if (now_us > rate_at_us_) {
+    rate_tokens_ = std::min(cap, rate_tokens_ + (now_us - rate_at_us_) * settings_.command_rate);
+  }
+  rate_at_us_ = std::max(rate_at_us_, now_us);
+  if (rate_tokens_ < 1000000) return true;
+  rate_tokens_ -= 1000000;
+  return false;
+}
+
 void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, CoreSink& sink) {
   if (settings_.observe && !greeted_) greeted_ = true;  // transcript without a greeting
+  if (over_rate(now_us)) {
+    Command cmd;
+    parse_command(line.text, cmd);
+    sink.on_command({cmd.verb, cmd.verb_text, cmd.arg, line.offset});
+    finding(sink, "command-rate", "more commands than limits.command_rate and command_burst allow",
+            Severity::error, Side::client, &cmd, FindingAction::rejected, 421, line.offset);
+    proxy_reply(reply_of(EndReason::command_rate), cmd, line.offset, sink);
+    closed_ = paused_ = true;
+    close(EndReason::command_rate, sink);
+    return;
+  }
   const std::uint32_t framing = line.problems & ~bit(FrameProblem::bad_iac);
   if (framing != 0) {
     handle_bad_line(line, framing, sink);
@@ -191,12 +243,14 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   const std::string_view policy_path = policy && path ? *path : std::string_view{};
   sink.on_command({cmd.verb, cmd.verb_text, cmd.arg, line.offset, policy ? std::string_view(policy->id) : "",
                    policy_path});
+  std::int32_t flagged = -1;
   for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
     const Rule& r = rules_->rules()[idx];
     if (r.policy || !r.fires(st)) continue;
     const RuleAction act = r.action(settings_.mode);
     if (act == RuleAction::ignore) continue;
     const bool reject = &r == rejecting;
+    if (flagged < 0) flagged = idx;
     finding(sink, r.id, r.description, r.severity, Side::client, &cmd,
             reject ? FindingAction::rejected : FindingAction::logged, reject ? r.reply_code : 0, line.offset);
   }
@@ -219,13 +273,13 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
     if (bounce)
       finding(sink, "port-bounce", "data address is not the client's own or uses a port below 1024",
               Severity::error, Side::client, &cmd, FindingAction::logged, 0, line.offset);
-    pending_.push({cmd.verb, cmd.verb, false, false, epsv_all, now_us});
+    pending_.push({cmd.verb, cmd.verb, false, false, epsv_all, now_us, false, flagged});
     if (path && (cmd.verb == Verb::CWD || cmd.verb == Verb::XCWD || cmd.verb == Verb::CDUP || cmd.verb == Verb::XCUP))
       cwd_target_.assign(*path);
     if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
     if (cmd.verb == Verb::USER) {
       state_ |= pbit(Predicate::user_sent);
-      user_.assign(cmd.arg);
+      set_user(cmd.arg);
     }
     update_pause();
     return;
@@ -267,12 +321,12 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
   if (cmd.verb == Verb::USER) {
     state_ |= pbit(Predicate::user_sent);
-    user_.assign(cmd.arg);
+    set_user(cmd.arg);
   }
   // A new data setup: a 125 from now on needs a connection made for it. (Not
   // at its reply: a server may connect for PORT before its 200 is read.)
   if (opens_data(cmd.verb)) server_leg_seen_ = false;
-  pending_.push({cmd.verb, cmd.verb, false, false, epsv_all, now_us});
+  pending_.push({cmd.verb, cmd.verb, false, false, epsv_all, now_us, false, flagged});
   update_pause();
   sink.send_to_server(to_send);
 }

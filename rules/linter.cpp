@@ -26,6 +26,8 @@ class LintSink : public CoreSink {
     lf.message = std::string(f.message);
     if (!f.verb_text.empty()) lf.message += " (" + std::string(f.verb_text) + ")";
     lf.severity = f.severity;
+    lf.verb = std::string(f.verb != Verb::unknown ? name_of(f.verb) : f.verb_text);
+    lf.path = std::string(f.path);
     out->push_back(std::move(lf));
   }
 };
@@ -36,11 +38,11 @@ struct Stream {
   std::uint64_t client_off = 0, server_off = 0;
 };
 
-std::unique_ptr<SessionCore> make_core(const std::shared_ptr<const RuleSet>& rules) {
+std::unique_ptr<SessionCore> make_core(const std::shared_ptr<const RuleSet>& rules, const NetAddr& client) {
   CoreSettings s;
   s.mode = Mode::audit;
   s.observe = true;
-  return std::make_unique<SessionCore>(s, rules, SessionPeers{});
+  return std::make_unique<SessionCore>(s, rules, SessionPeers{client, {}});
 }
 
 void feed(Stream& st, bool client, std::string_view text, std::size_t line_no) {
@@ -193,10 +195,12 @@ LintResult lint(std::string_view content, std::shared_ptr<const RuleSet> rules) 
     }
   }
   std::map<std::string, Stream> sessions;
-  auto stream = [&](const std::string& id) -> Stream& {
+  // A session's client address, when the input records it (the audit log's
+  // `client`): policy `clients` rules and the bounce check use it.
+  auto stream = [&](const std::string& id, std::string_view client = {}) -> Stream& {
     auto [it, inserted] = sessions.try_emplace(id);
     if (inserted) {
-      it->second.core = make_core(rules);
+      it->second.core = make_core(rules, NetAddr::parse_host_port(client).value_or(NetAddr{}));
       it->second.sink.out = &res.findings;
     }
     return it->second;
@@ -206,13 +210,14 @@ LintResult lint(std::string_view content, std::shared_ptr<const RuleSet> rules) 
     for_each_line(content, [&](std::string_view l, std::size_t no) {
       if (l.find_first_not_of(" \t") == std::string_view::npos) return;
       if (!parse_flat_json(l, fs)) {
-        res.findings.push_back({no, "lint-unreadable-line", "not a JSON object", Severity::warning});
+        res.findings.push_back({no, "lint-unreadable-line", "not a JSON object", Severity::warning, {}, {}});
         return;
       }
       const JsonField* ev = field(fs, audit::f::event);
       const JsonField* sid = field(fs, audit::f::session);
+      const JsonField* client = field(fs, audit::f::client);
       if (!ev) return;
-      Stream& st = stream(sid ? sid->str : "");
+      Stream& st = stream(sid ? sid->str : "", client ? std::string_view(client->str) : std::string_view{});
       if (ev->str == audit::ev::command) {
         const JsonField* verb = field(fs, audit::f::verb);
         const JsonField* arg = field(fs, audit::f::arg);
@@ -253,7 +258,7 @@ LintResult lint(std::string_view content, std::shared_ptr<const RuleSet> rules) 
         ++res.messages;
         feed(*st, l[0] == 'C', text, no);
       } else {
-        res.findings.push_back({no, "lint-unrecognised-line", "neither 'C: ' nor 'S: ' nor a comment", Severity::warning});
+        res.findings.push_back({no, "lint-unrecognised-line", "neither 'C: ' nor 'S: ' nor a comment", Severity::warning, {}, {}});
       }
     });
   }

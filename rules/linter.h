@@ -24,6 +24,8 @@ struct LintFinding {
   std::string rule;
   std::string message;
   Severity severity = Severity::error;
+  std::string verb;  // the command it is about, if any
+  std::string path;  // a policy rule's resolved path, if any
 };
 
 struct LintResult {

@@ -17,6 +17,7 @@ struct Pending {
   bool epsv_all = false;
   std::uint64_t sent_us = 0;
   bool internal = false;           // the proxy's own (PWD after login): never shown or logged
+  std::int32_t flagged = -1;       // the first sequence rule that fired for it (audit mode: forwarded anyway)
 };
 
 class PendingQueue {

@@ -111,30 +111,38 @@ bool arg_condition_holds(ArgCondition c, std::string_view arg) {
   return false;
 }
 
-bool PolicyMatch::matches(const PolicySubject& s) const {
+bool PolicyMatch::who_matches(std::string_view user, const NetAddr* client) const {
   if (!users.empty()) {
     bool any = false;
-    for (const auto& g : users) any = any || glob_match(g, s.user);
-    if (!any || s.user.empty()) return false;
+    for (const auto& g : users) any = any || glob_match(g, user);
+    if (!any || user.empty()) return false;
   }
   if (!clients.empty()) {
-    if (!s.client || s.client->family == 0) return false;
+    if (!client || client->family == 0) return false;
     bool any = false;
-    for (const auto& c : clients) any = any || c.contains(*s.client);
+    for (const auto& c : clients) any = any || c.contains(*client);
     if (!any) return false;
   }
-  if (arg && !RE2::PartialMatch(re2::StringPiece(s.arg.data(), s.arg.size()), *arg)) return false;
-  if (wants_path()) {
-    if (!s.path) return false;
-    if (!paths.empty()) {
-      bool any = false;
-      for (const auto& g : paths) any = any || path_glob_match(g, *s.path, s.home);
-      if (!any) return false;
-    }
-    for (const auto& g : not_paths)
-      if (path_glob_match(g, *s.path, s.home)) return false;
-  }
   return true;
+}
+
+bool PolicyMatch::path_matches(std::optional<std::string_view> path, std::string_view home) const {
+  if (!wants_path()) return true;
+  if (!path) return false;
+  if (!paths.empty()) {
+    bool any = false;
+    for (const auto& g : paths) any = any || path_glob_match(g, *path, home);
+    if (!any) return false;
+  }
+  for (const auto& g : not_paths)
+    if (path_glob_match(g, *path, home)) return false;
+  return true;
+}
+
+bool PolicyMatch::matches(const PolicySubject& s) const {
+  return who_matches(s.user, s.client) &&
+         (!arg || RE2::PartialMatch(re2::StringPiece(s.arg.data(), s.arg.size()), *arg)) &&
+         path_matches(s.path, s.home);
 }
 
 std::shared_ptr<const re2::RE2> compile_arg_regex(const std::string& pattern, std::string& error) {

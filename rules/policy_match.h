@@ -56,10 +56,16 @@ struct PolicyMatch {
   std::vector<std::string> users;  // any of them (globs)
   std::vector<Cidr> clients;       // any of them
   std::shared_ptr<const re2::RE2> arg;
+  int arg_slot = -1;               // its pattern's index in the rule set's RE2::Set
   std::vector<std::string> paths, not_paths;  // path globs (server_path.h)
   bool wants_path() const { return !paths.empty() || !not_paths.empty(); }
   bool empty() const { return users.empty() && clients.empty() && !arg && !wants_path(); }
-  bool matches(const PolicySubject& s) const;
+  // Who: the login name and the client's address, fixed for a session
+  // between two USER commands (the core caches it).
+  bool who_matches(std::string_view user, const NetAddr* client) const;
+  // What: the command's path (the arg regex is matched for all rules at once).
+  bool path_matches(std::optional<std::string_view> path, std::string_view home) const;
+  bool matches(const PolicySubject& s) const;  // all of it, arg included (one regex at a time)
 };
 
 // Compiles an `arg` pattern; nullptr and `error` set when it is not valid.

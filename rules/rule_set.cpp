@@ -1,5 +1,6 @@
 #include "rule_set.h"
 
+#include <re2/re2.h>
 #include <toml++/toml.h>
 
 #include <sstream>
@@ -334,9 +335,31 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, bool bui
   return errors.size() == errors_before;
 }
 
+void RuleSet::match_args(std::string_view arg, std::vector<int>& hits) const {
+  hits.clear();
+  if (!arg_set_) return;
+  // Which patterns matched takes RE2 an allocation; whether any did does
+  // not, and usually none does.
+  const re2::StringPiece text(arg.data(), arg.size());
+  if (arg_set_->Match(text, nullptr)) arg_set_->Match(text, &hits);
+}
+
 void RuleSet::compile() {
   uses_paths_ = false;
   for (const auto& r : rules_) uses_paths_ = uses_paths_ || r.match.wants_path();
+  // The arg patterns, each already checked alone at load.
+  RE2::Options o;
+  o.set_log_errors(false);
+  o.set_encoding(RE2::Options::EncodingLatin1);
+  auto set = std::make_shared<re2::RE2::Set>(o, RE2::UNANCHORED);
+  int slots = 0;
+  for (auto& r : rules_) {
+    r.match.arg_slot = -1;
+    if (!r.match.arg) continue;
+    r.match.arg_slot = set->Add(r.match.arg->pattern(), nullptr);
+    if (r.match.arg_slot >= 0) ++slots;
+  }
+  arg_set_ = slots > 0 && set->Compile() ? std::move(set) : nullptr;
   for (auto& v : by_verb_) v.clear();
   for (std::size_t i = 0; i < rules_.size(); ++i) {
     const VerbMatch& m = matches_[i];
@@ -345,11 +368,33 @@ void RuleSet::compile() {
   }
 }
 
+namespace {
+
+// FNV-1a, 64 bits, over each document's name and content; 12 hex digits.
+std::string version_of(const std::vector<std::pair<std::string_view, std::string_view>>& docs) {
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](std::string_view s) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;  // a separator no text contains
+  };
+  for (const auto& [name, content] : docs) {
+    mix(name);
+    mix(content);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(12, '0');
+  for (int i = 11; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = kHex[h & 15];
+  return out;
+}
+
+}  // namespace
+
 std::optional<RuleSet> RuleSet::load_string(std::string_view toml, std::string_view source_name,
                                             std::vector<Error>& errors) {
   RuleSet rs;
   if (!rs.add_document(toml, source_name, false, errors)) return std::nullopt;
   rs.sources.emplace_back(source_name);
+  rs.version_ = version_of({{source_name, toml}});
   rs.compile();
   return rs;
 }
@@ -364,6 +409,9 @@ std::optional<RuleSet> RuleSet::load(const std::vector<Document>& docs, std::vec
     rs.sources.push_back(d.name);
   }
   if (!ok) return std::nullopt;
+  std::vector<std::pair<std::string_view, std::string_view>> parts;
+  for (const auto& d : docs) parts.emplace_back(d.name, d.content);
+  rs.version_ = version_of(parts);
   rs.compile();
   return rs;
 }

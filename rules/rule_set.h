@@ -23,6 +23,8 @@
 #include <string_view>
 #include <vector>
 
+#include <re2/set.h>
+
 #include "policy_match.h"
 #include "verbs.h"
 
@@ -97,7 +99,15 @@ class RuleSet {
   // A rule matches on paths: sessions learn their login directory and track
   // their working directory.
   bool uses_paths() const { return uses_paths_; }
+  // Every policy rule's `arg` pattern in one RE2::Set (a rule's slot is
+  // match.arg_slot): one pass over an argument answers them all. Fills
+  // `hits` (reused: no allocation once grown) with the slots that match.
+  bool has_arg_patterns() const { return arg_set_ != nullptr; }
+  void match_args(std::string_view arg, std::vector<int>& hits) const;
   std::vector<std::string> sources;  // files it was loaded from
+  // A short hash of the documents it was loaded from (names and contents):
+  // the audit log's rules_version.
+  const std::string& version() const { return version_; }
 
   // Loading. Errors are "file:line:column: message"; any error rejects the whole set.
   struct Error {
@@ -129,6 +139,8 @@ class RuleSet {
   std::vector<VerbMatch> matches_;
   std::array<std::vector<std::uint16_t>, kVerbCount> by_verb_;
   bool uses_paths_ = false;
+  std::string version_;
+  std::shared_ptr<const re2::RE2::Set> arg_set_;
 };
 
 }  // namespace ftpw

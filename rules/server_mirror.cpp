@@ -206,6 +206,18 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
     finding(sink, "reply-unexpected", msg, Severity::warning, Side::server, &cmd, FindingAction::logged, 0,
             reply_offset_);
   }
+  if (p.flagged >= 0 && (r.klass() == 2 || r.klass() == 3 || (r.preliminary() && is_transfer(p.verb)))) {
+    // Audit mode let a command a sequence rule flags through, and the server
+    // went along with it: a legacy server that does not check its sequences.
+    Command cmd;
+    cmd.verb = p.verb;
+    cmd.verb_text = name_of(p.verb);
+    const std::string msg = "the server answered " + std::to_string(r.code) + " to a command rule '" +
+                            rules_->rules()[static_cast<std::size_t>(p.flagged)].id + "' flags";
+    finding(sink, "server-accepted-out-of-sequence", msg, Severity::warning, Side::server, &cmd,
+            FindingAction::logged, 0, reply_offset_);
+  }
+  p.flagged = -1;
   if (r.preliminary()) {
     handle_preliminary(r, p, latency, now_us, sink);
     return;

@@ -1,6 +1,5 @@
 #include "server_path.h"
 
-#include <vector>
 
 #include "command.h"
 #include "policy_match.h"
@@ -52,44 +51,49 @@ std::optional<std::string> parse_257_path(std::string_view text) {
 
 namespace {
 
-// Segment-wise match: `**` matches any number of segments (none included).
-bool match_segments(const std::vector<std::string_view>& g, std::size_t gi, const std::vector<std::string_view>& p,
-                    std::size_t pi) {
-  while (gi < g.size()) {
-    if (g[gi] == "**") {
-      for (std::size_t k = pi; k <= p.size(); ++k)
-        if (match_segments(g, gi + 1, p, k)) return true;
-      return false;
-    }
-    if (pi >= p.size() || !glob_match(g[gi], p[pi])) return false;  // `*`, `?` within one segment
-    ++gi;
-    ++pi;
-  }
-  return pi == p.size();
+std::string_view skip_slashes(std::string_view s) {
+  while (!s.empty() && s.front() == '/') s.remove_prefix(1);
+  return s;
 }
 
-std::vector<std::string_view> split(std::string_view s) {
-  std::vector<std::string_view> out;
-  while (!s.empty()) {
-    const auto slash = s.find('/');
-    const auto seg = s.substr(0, slash);
-    if (!seg.empty()) out.push_back(seg);
-    if (slash == std::string_view::npos) break;
-    s.remove_prefix(slash + 1);
+// The first segment of `s` (after its slashes), and what follows it.
+std::string_view first_segment(std::string_view& s) {
+  s = skip_slashes(s);
+  const auto slash = s.find('/');
+  const std::string_view seg = s.substr(0, slash);
+  s = slash == std::string_view::npos ? std::string_view{} : s.substr(slash);
+  return seg;
+}
+
+// Segment-wise match without allocating: `**` matches any number of
+// segments (none included), `*` and `?` stay within one (glob_match).
+bool match_segments(std::string_view g, std::string_view p) {
+  for (;;) {
+    if (skip_slashes(g).empty()) return skip_slashes(p).empty();
+    const std::string_view gseg = first_segment(g);
+    if (gseg == "**") {
+      for (;;) {
+        if (match_segments(g, p)) return true;
+        if (skip_slashes(p).empty()) return false;
+        first_segment(p);
+      }
+    }
+    if (skip_slashes(p).empty()) return false;
+    if (!glob_match(gseg, first_segment(p))) return false;
   }
-  return out;
 }
 
 }  // namespace
 
 bool path_glob_match(std::string_view glob, std::string_view path, std::string_view home) {
-  std::string expanded;
   if (!glob.empty() && glob.front() == '~') {
-    expanded.assign(home);
-    expanded.append(glob.substr(1));
-    glob = expanded;
+    // The login directory is a path, not a pattern: the path must lie in it.
+    glob.remove_prefix(1);
+    const std::string_view h = home == "/" ? std::string_view{} : home;
+    if (path.substr(0, h.size()) != h || (path.size() > h.size() && path[h.size()] != '/')) return false;
+    path.remove_prefix(h.size());
   }
-  return match_segments(split(glob), 0, split(path), 0);
+  return match_segments(glob, path);
 }
 
 std::optional<std::string_view> path_argument(Verb v, std::string_view arg) {

@@ -101,6 +101,15 @@ void SessionCore::release_completion(std::uint64_t now_us, CoreSink& sink) {
   if (!has_completion_) return;
   has_completion_ = false;
   if (transfer_.active()) {
+    if ((transfer_.code() == 226 || transfer_.code() == 250) && !transfer_.data_made_since_setup() &&
+        !server_leg_seen_) {
+      // The data connection has ended, and none was ever made for it.
+      Command cmd;
+      cmd.verb = transfer_.verb();
+      cmd.verb_text = name_of(cmd.verb);
+      finding(sink, "server-completed-without-data", "the server reported a transfer complete that had no data connection",
+              Severity::warning, Side::server, &cmd, FindingAction::logged, 0, reply_offset_);
+    }
     if (transfer_.cut_short()) {
       // The server is done, but the proxy cut the data connection (timeout,
       // ABOR) before it delivered everything: never a 2xx for that.

@@ -125,6 +125,8 @@ struct CoreSettings {
   bool check_active_peer = true;  // SECURITY: PORT/EPRT must name the client's own address
   std::vector<NetAddr> allow_foreign_active;  // third parties PORT/EPRT may name
   std::uint32_t max_bad_lines = 10;  // framing problems before 421 and close
+  std::uint32_t command_rate = 0;    // commands per second (a token bucket; 0: no limit)
+  std::uint32_t command_burst = 100; // the bucket's size
   TimerLimits timers{};
   std::size_t max_held_replies = 256 * 1024;  // replies waiting behind a completion
 };
@@ -186,8 +188,11 @@ class SessionCore {
   void pump_client(std::uint64_t now_us, CoreSink& sink);
   void handle_client_line(const Line& line, std::uint64_t now_us, CoreSink& sink);
   void handle_bad_line(const Line& line, std::uint32_t framing, CoreSink& sink);
+  bool over_rate(std::uint64_t now_us);
   const Rule* sequence_rejection(const Command& cmd, std::uint32_t state) const;
-  const Rule* policy_decision(const Command& cmd, std::uint32_t state, std::optional<std::string_view> path) const;
+  const Rule* policy_decision(const Command& cmd, std::uint32_t state, std::optional<std::string_view> path);
+  bool who_ok(std::size_t rule);
+  void set_user(std::string_view user);
   std::optional<std::string_view> command_path(const Command& cmd);
   bool track_paths(const Pending& done, const Reply& r, CoreSink& sink, std::uint64_t now_us);
   std::string_view normalized(std::string_view text, std::string_view urgent_prefix);
@@ -237,8 +242,15 @@ class SessionCore {
   // directory, where a CWD in flight goes, and the current command's path.
   std::string home_ = "/", cwd_ = "/", cwd_target_, path_;
   bool home_known_ = false;
+  // Policy caches: whether each rule's users/clients match this session (0
+  // not known yet, 1 yes, 2 no; cleared by USER), the arg patterns that
+  // matched the current command.
+  std::vector<std::uint8_t> who_;
+  std::vector<int> arg_hits_;
   std::uint32_t state_ = 0;
   std::uint32_t bad_lines_ = 0;
+  std::uint64_t rate_tokens_ = 0, rate_at_us_ = 0;  // command_rate: tokens in millionths, last refill
+  bool rate_started_ = false;
   std::uint64_t reply_offset_ = 0;
   bool greeted_ = false;
   bool paused_ = true;  // until the greeting arrives

@@ -49,6 +49,7 @@ class Transfer {
   // Its completion reply arrived.
   void complete(int code) { code_ = code; }
   bool active() const { return active_; }
+  Verb verb() const { return verb_; }
   int code() const { return code_; }
 
   // The data connection (the current one, kept after it is gone: a fast

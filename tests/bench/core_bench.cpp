@@ -5,6 +5,7 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -30,12 +31,34 @@ void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
-std::shared_ptr<const ftpw::RuleSet> default_rules() {
+// `n` policy rules of every kind (paths, users, CIDRs, regexes), none of
+// which decides the benchmark's commands: each is evaluated and passed over.
+std::string policy_rules(int n) {
+  std::string t;
+  for (int i = 0; i < n; ++i) {
+    const std::string id = "\n[[rule]]\nid = \"p" + std::to_string(i) + "\"\n";
+    switch (i % 4) {
+      case 0: t += id + "verbs = [\"@write\"]\npaths = [\"/srv/team" + std::to_string(i) + "/**\"]\n"; break;
+      case 1: t += id + "verbs = [\"*\"]\nusers = [\"team" + std::to_string(i) + "-*\"]\n"; break;
+      case 2: t += id + "verbs = [\"@read\"]\nclients = [\"10." + std::to_string(i) + ".0.0/16\"]\n"; break;
+      case 3: t += id + "verbs = [\"*\"]\narg = \"^secret" + std::to_string(i) + "[0-9]+$\"\n"; break;
+    }
+    t += "enforce = \"reject\"\n";
+  }
+  return t;
+}
+
+std::shared_ptr<const ftpw::RuleSet> rules_with(int policy) {
   std::ifstream in(std::string(FTPW_SOURCE_DIR) + "/rules/default.toml");
   std::ostringstream ss;
   ss << in.rdbuf();
   std::vector<ftpw::RuleSet::Error> e;
-  return std::make_shared<const ftpw::RuleSet>(*ftpw::RuleSet::load_string(ss.str(), "default.toml", e));
+  auto rs = ftpw::RuleSet::load({{"default.toml", ss.str()}, {"policy.toml", policy_rules(policy)}}, e, 1);
+  if (!rs) {
+    std::fprintf(stderr, "core_bench: %s\n", e.empty() ? "rules" : e[0].message.c_str());
+    std::abort();
+  }
+  return std::make_shared<const ftpw::RuleSet>(std::move(*rs));
 }
 
 // One round: what a client and server say around a small download, the
@@ -54,8 +77,9 @@ struct NullSink : ftpw::CoreSink {
   void send_to_client(std::string_view b) override { bytes += b.size(); }
 };
 
+// Arg: how many policy rules are loaded besides the default rules.
 void BM_SessionCore(benchmark::State& state) {
-  auto rules = default_rules();
+  auto rules = rules_with(static_cast<int>(state.range(0)));
   ftpw::CoreSettings s;
   s.mode = ftpw::Mode::enforce;
   ftpw::SessionCore core(s, rules, {*ftpw::NetAddr::parse_host_port("127.0.0.1:4000"),
@@ -66,6 +90,7 @@ void BM_SessionCore(benchmark::State& state) {
   core.on_server_bytes("331 pw\r\n", 0, sink);
   core.on_client_bytes("PASS p\r\n", 0, sink);
   core.on_server_bytes("230 ok\r\n", 0, sink);
+  if (rules->uses_paths()) core.on_server_bytes("257 \"/\" is the current directory\r\n", 0, sink);  // the proxy's own PWD
   // Warm up so buffers reach their steady size.
   for (int i = 0; i < 10; ++i) {
     core.on_client_bytes(kClient[i], 1, sink);
@@ -85,7 +110,7 @@ void BM_SessionCore(benchmark::State& state) {
   state.counters["allocs_per_line"] = static_cast<double>(allocs) / static_cast<double>(lines ? lines : 1);
   benchmark::DoNotOptimize(sink.bytes);
 }
-BENCHMARK(BM_SessionCore);
+BENCHMARK(BM_SessionCore)->Arg(0)->Arg(50);
 
 void BM_Framer(benchmark::State& state) {
   std::string chunk;

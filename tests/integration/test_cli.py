@@ -310,6 +310,35 @@ def test_listen_ipv6(server, proxy_bin, tmp_path):
         assert p.terminate(timeout=5) == 0
 
 
+def test_sighup_new_rules_are_versioned(pyftpdlib_server, proxy_bin, tmp_path):
+    """Every audit event carries the rules version of its session; a SIGHUP
+    that changes the rules logs rules_reloaded (old, new) and new sessions
+    run, and are logged, under the new version."""
+    server = pyftpdlib_server
+    p = ConfigProxy(proxy_bin, server, tmp_path / "ftpwarden.toml", mode="enforce", base=tmp_path / "proxy")
+    (tmp_path / "proxy").mkdir()
+    with started(p):
+        via = Target.via(p, server)
+        with RawClient.to(via) as c:
+            c.login()
+            assert c.cmd("MKD before-reload").code == 257
+            assert c.cmd("RMD before-reload").code == 250
+            c.quit()
+        first = p.wait_event("session_close")["rules_version"]
+        p.cfg_path.write_text(p.config_text("enforce", 'profiles = ["read-only"]'))
+        p.proc.send_signal(signal.SIGHUP)
+        p.wait_stderr(r"configuration reloaded")
+        ev = p.wait_event("rules_reloaded")
+        assert ev["old"] == first and ev["new"] != first and ev["rules_version"] == ev["new"], ev
+        with RawClient.to(via) as c:
+            c.login()
+            assert c.cmd("MKD after-reload").code == 550  # the read-only profile
+            c.quit()
+        closes = p.wait_events("session_close", 2)
+        assert [e["rules_version"] for e in closes] == [first, ev["new"]], closes
+        assert all(e.get("rules_version") for e in p.audit())
+
+
 # ---------------------------------------------------------------------------
 # SIGUSR1: the workers' counters
 

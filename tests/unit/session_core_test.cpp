@@ -394,6 +394,8 @@ TEST(SessionCore, Quit221BeforeTheTransfersCompletionIsHeldBehindIt) {
   r.client("PASV");
   r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
   r.take_server();
+  r.data(DataEvent::server_leg);
+  r.data(DataEvent::opened);
   r.client_raw("RETR f\r\nQUIT\r\n");
   r.server("150 Sending.");
   r.take_client();
