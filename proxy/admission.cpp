@@ -26,6 +26,23 @@ void Admission::release(const NetAddr& ip) {
   --total_;
 }
 
+bool Admission::user_login(const std::string& user, const Config& c) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::int64_t& n = per_user_[user];
+  if (c.max_sessions_per_user > 0 && n >= c.max_sessions_per_user) {
+    if (n == 0) per_user_.erase(user);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void Admission::user_logout(const std::string& user) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = per_user_.find(user);
+  if (it != per_user_.end() && --it->second <= 0) per_user_.erase(it);
+}
+
 bool Admission::login_failed(const NetAddr& ip, const Config& c, std::uint64_t now) {
   std::lock_guard<std::mutex> lock(mu_);
   Failures& f = failures_[ip_key(ip)];

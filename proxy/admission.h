@@ -23,6 +23,10 @@ class Admission {
   void release(const NetAddr& ip);
   // A failed login from `ip`; true when the IP is now in its cool-down.
   bool login_failed(const NetAddr& ip, const Config& c, std::uint64_t now_ms);
+  // A session logged in as `user`: false (and not counted) when that user
+  // already has limits.max_sessions_per_user sessions.
+  bool user_login(const std::string& user, const Config& c);
+  void user_logout(const std::string& user);
   void sweep(const Config& c, std::uint64_t now_ms);
   std::size_t sessions() const { return total_.load(); }
 
@@ -34,6 +38,7 @@ class Admission {
   std::mutex mu_;
   std::unordered_map<std::string, int> per_ip_;
   std::unordered_map<std::string, Failures> failures_;
+  std::unordered_map<std::string, std::int64_t> per_user_;
   std::atomic<std::size_t> total_{0};
 };
 

@@ -51,6 +51,8 @@ const Key kKeys[] = {
     {"limits", "max_line", &Config::max_line, "bytes in one command line", 64},
     {"limits", "max_sessions", &Config::max_sessions, "sessions in all", 1},
     {"limits", "max_sessions_per_ip", &Config::max_sessions_per_ip, "sessions from one address", 1},
+    {"limits", "max_sessions_per_user", &Config::max_sessions_per_user, "logged-in sessions of one user (0: no limit)",
+     0},
     {"limits", "login_timeout_s", &Config::login_timeout_s, "connect to logged in", 1, 31536000},
     {"limits", "idle_timeout_s", &Config::idle_timeout_s, "nothing from the client and no transfer", 1, 31536000},
     {"limits", "shutdown_grace_s", &Config::shutdown_grace_s, "open sessions' time after SIGTERM", 0, 31536000},

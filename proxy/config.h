@@ -40,6 +40,7 @@ struct Config {
   std::int64_t max_line = 4096;
   std::int64_t max_sessions = 10000;
   std::int64_t max_sessions_per_ip = 200;
+  std::int64_t max_sessions_per_user = 0;  // 0: no limit
   std::int64_t login_timeout_s = 60;
   std::int64_t idle_timeout_s = 900;
   std::int64_t shutdown_grace_s = 30;

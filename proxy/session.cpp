@@ -117,6 +117,7 @@ void Session::sync_backpressure() {
 
 void Session::after_core() {
   if (login_limit_ && !closing_) core_->on_login_limit(*this);
+  if (user_limit_ && !closing_) core_->end(EndReason::user_sessions, *this);
   if (!closing_) sync_backpressure();
 }
 
@@ -199,6 +200,8 @@ void Session::release_slot() {
 void Session::close_session(EndReason reason) {
   if (closing_) return;
   closing_ = true;
+  if (counted_user_) host_.user_logout(*counted_user_);
+  counted_user_.reset();
   t_loop_settle = true;
   core_->on_closing(now_us());
   release_slot();
@@ -254,6 +257,13 @@ void Session::on_reply(const ReplyEvent& r) {
 void Session::on_login_failed() {
   audit(event(audit::ev::login_failed).str(audit::f::verb, "PASS").str(audit::f::arg, "****").num(audit::f::code, 530));
   if (host_.login_failed(peer_)) login_limit_ = true;
+}
+
+void Session::on_logged_in(std::string_view user) {
+  if (counted_user_) host_.user_logout(*counted_user_);  // a new login in the same session
+  counted_user_.reset();
+  if (host_.user_login(std::string(user))) counted_user_ = std::string(user);
+  else user_limit_ = true;
 }
 
 void Session::on_finding(const Finding& f) {

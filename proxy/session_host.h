@@ -26,6 +26,9 @@ class SessionHost {
   virtual std::string next_session_id() = 0;
   // A failed login from `ip`; true when the address is now in its cool-down.
   virtual bool login_failed(const NetAddr& ip) = 0;
+  // A login as `user`: false when that user has all the sessions allowed.
+  virtual bool user_login(const std::string& user) = 0;
+  virtual void user_logout(const std::string& user) = 0;
   // Upstream connections still waiting for the server's first reply are
   // limited (upstream.max_connecting): a session asks for a slot, connects
   // when it gets one (Session::connect_upstream) and gives it back once the

@@ -46,6 +46,8 @@ class Worker : public ListenerHandler, public SessionHost {
   WorkerStats& stats() override { return stats_; }
   std::string next_session_id() override;
   bool login_failed(const NetAddr& ip) override { return admission_.login_failed(ip, snap_->cfg, now_ms()); }
+  bool user_login(const std::string& user) override { return admission_.user_login(user, snap_->cfg); }
+  void user_logout(const std::string& user) override { admission_.user_logout(user); }
   void want_upstream(Session* s) override;
   void release_upstream(Session* s, bool held) override;
   void session_gone(Session* s) override;

@@ -237,6 +237,8 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
   complete(done.verb, done.epsv_all, r.code, done.preliminary);
   if (transfer_end) transfer_.complete(r.code);
   forward_reply(r, &done, latency, now_us, sink, transfer_end && !settings_.observe);
+  if (r.code == 230 && (done.verb == Verb::USER || done.verb == Verb::PASS || done.verb == Verb::ACCT))
+    sink.on_logged_in(user_);
   if (track_paths(done, r, sink, now_us)) return;
   update_pause();
   if (transfer_end && !held_quit_.empty()) {

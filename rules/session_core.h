@@ -99,6 +99,9 @@ class CoreSink {
   // The server refused a password (530 to PASS): the caller counts failures
   // by address and may answer with SessionCore::on_login_limit.
   virtual void on_login_failed() {}
+  // The server accepted a login (230) as `user`: the caller counts sessions
+  // by user and may answer with SessionCore::end(EndReason::user_sessions).
+  virtual void on_logged_in(std::string_view user) { (void)user; }
   // Decisions.
   virtual void send_to_server(std::string_view bytes) { (void)bytes; }
   virtual void send_to_client(std::string_view bytes) { (void)bytes; }

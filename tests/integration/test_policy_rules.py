@@ -136,3 +136,96 @@ def test_check_config_reports_a_bad_policy_rule(proxy_bin, tmp_path):
     r = subprocess.run([proxy_bin, "check-config", str(conf)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert f"{bad}:3:" in r.stderr + r.stdout and "@writes" in r.stderr + r.stdout, r.stderr + r.stdout
+
+
+def test_a_lenient_server_is_caught_accepting_out_of_sequence(scripted_server, vsftpd_server, make_proxy):
+    """Audit mode lets RNTO without RNFR through: a server that answers it
+    250 is a server_finding; vsftpd, which answers 503, is not."""
+    lenient = scripted_server({"RNTO": b"250 Rename successful.\r\n"})
+    proxy = make_proxy(lenient, mode="audit")
+    with RawClient.to(Target.via(proxy, lenient)) as c:
+        c.login(lenient.user, lenient.password)
+        assert c.cmd("RNTO b.txt").code == 250
+        c.quit()
+    f = proxy.wait_event("server_finding", rule="server-accepted-out-of-sequence")
+    assert f["verb"] == "RNTO" and "rnto-needs-rnfr" in f["message"], f
+    assert proxy.wait_event("violation", rule="rnto-needs-rnfr")["action"] == "logged"
+
+    strict = make_proxy(vsftpd_server, mode="audit")
+    with RawClient.to(Target.via(strict, vsftpd_server)) as c:
+        c.login()
+        assert c.cmd("RNTO b.txt").code == 503
+        c.quit()
+    strict.wait_event("session_close")
+    assert strict.events("violation", rule="rnto-needs-rnfr")
+    assert not strict.events("server_finding"), strict.events("server_finding")
+
+
+def test_command_rate(server, make_proxy, tmp_path):
+    conf = tmp_path / "rate.toml"
+    conf.write_text("[limits]\ncommand_rate = 1\ncommand_burst = 5\n")
+    proxy = make_proxy(server, mode="enforce", extra_args=["--config", str(conf)])
+    with RawClient.to(Target.via(proxy, server)) as c:
+        c.login()                       # 2 of the burst
+        codes = [c.cmd("NOOP").code for _ in range(3)]   # 5: the burst is spent
+        assert codes == [200, 200, 200]
+        r = c.cmd("NOOP")               # far less than a second later: no token left
+        assert r.code == 421 and "Too many commands" in r.lines[-1], r
+    close = proxy.wait_event("session_close")
+    assert close["reason"] == "command-rate", close
+    assert proxy.events("violation", rule="command-rate")[0]["action"] == "rejected"
+
+
+def test_lint_dry_runs_a_policy_over_an_audit_log(server, make_proxy, proxy_bin, tmp_path):
+    """Sessions recorded with no policy, linted with one: the findings a
+    live policy would have made, with their resolved paths, as JSON."""
+    import json
+    import subprocess
+    proxy = make_proxy(server, mode="audit")
+    with RawClient.to(Target.via(proxy, server)) as c:
+        c.login()
+        assert c.cmd("PWD").code == 257
+        assert c.cmd("MKD lint-dir").code == 257
+        assert c.cmd("CWD lint-dir").code == 250
+        assert c.cmd("RMD ../lint-dir").code in (250, 550)
+        c.quit()
+    proxy.wait_event("session_close")
+    assert proxy.terminate() == 0
+    rules = rules_file(tmp_path, """
+[[rule]]
+id = "no-directory-changes"
+verbs = ["MKD", "RMD"]
+paths = ["~/**"]
+audit = "log"
+enforce = "reject"
+""")
+    r = subprocess.run([proxy_bin, "lint", "--rules", rules, "--format", "json", str(proxy.audit_path)],
+                       capture_output=True, text=True, timeout=30)
+    found = [json.loads(l) for l in r.stdout.splitlines()]
+    mine = [f for f in found if f["rule"] == "no-directory-changes"]
+    assert [(f["verb"], f["path"].rsplit("/", 1)[-1]) for f in mine] == [("MKD", "lint-dir"), ("RMD", "lint-dir")], found
+    assert all(f["file"] == str(proxy.audit_path) and f["line"] > 0 and f["severity"] for f in mine)
+    assert mine[0]["path"] == mine[1]["path"], mine  # ../lint-dir from inside it is the same directory
+
+
+def test_max_sessions_per_user(server, make_proxy, tmp_path):
+    conf = tmp_path / "users.toml"
+    conf.write_text("[limits]\nmax_sessions_per_user = 1\n")
+    proxy = make_proxy(server, mode="enforce", extra_args=["--config", str(conf)])
+    via = Target.via(proxy, server)
+    with RawClient.to(via) as first:
+        first.login()
+        with RawClient.to(via) as second:
+            assert second.cmd(f"USER {via.user}").code == 331
+            assert second.cmd(f"PASS {via.password}").code == 230
+            r = second.reply()
+            assert r.code == 421 and "Too many sessions for this user" in r.lines[-1], r
+        assert first.cmd("NOOP").code == 200  # the first one goes on
+        first.quit()
+    reasons = sorted(e["reason"] for e in proxy.wait_events("session_close", 2))
+    assert reasons == ["quit", "user-sessions"], reasons
+    # once the first is gone the user may log in again
+    with RawClient.to(via) as again:
+        again.login()
+        assert again.cmd("NOOP").code == 200
+        again.quit()

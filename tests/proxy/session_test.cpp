@@ -27,6 +27,8 @@ struct Host : SessionHost, ListenerHandler {
   WorkerStats& stats() override { return stats_; }
   std::string next_session_id() override { return "test-" + std::to_string(++ids); }
   bool login_failed(const NetAddr&) override { return false; }
+  bool user_login(const std::string&) override { return ++logins > 0; }
+  void user_logout(const std::string&) override { ++logouts; }
   void want_upstream(Session* s) override { s->connect_upstream(); }
   void release_upstream(Session*, bool) override { ++released; }
   void session_gone(Session*) override { ++gone; }
@@ -44,7 +46,7 @@ struct Host : SessionHost, ListenerHandler {
   std::shared_ptr<const Snapshot> snap;
   PortPool pool_{47200, 47299};
   WorkerStats stats_;
-  int ids = 0, released = 0, gone = 0, listener_closed = 0;
+  int ids = 0, released = 0, gone = 0, listener_closed = 0, logins = 0, logouts = 0;
 };
 
 std::shared_ptr<const Snapshot> snapshot(std::uint16_t upstream_port) {
@@ -157,6 +159,8 @@ TEST(Session, LoginPassiveDownloadQuit) {
     EXPECT_TRUE(got == file) << got.size();
     EXPECT_TRUE(rig.run_until([&] { return host.listener_closed == 1; }));
     EXPECT_EQ(host.released, 1);  // the upstream slot went back once the server spoke
+    EXPECT_EQ(host.logins, 1);    // counted by user once logged in ...
+    EXPECT_EQ(host.logouts, 1);   // ... and no more once gone
     StatTotals t;
     host.stats_.add_to(t);
     EXPECT_EQ(t.transfers, 1u);
