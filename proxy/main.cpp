@@ -110,10 +110,13 @@ int cmd_check_config(int argc, char** argv) {
   std::vector<ConfigError> errors;
   const bool parsed = load_config_file(argv[2], c, errors);
   validate_config(c, false, errors);  // values that did parse are checked too
-  if (parsed) load_rules(c, errors);
+  std::shared_ptr<const RuleSet> rules;
+  if (parsed) rules = load_rules(c, errors);
   sort_errors(errors);
   for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.message.c_str());
   if (!errors.empty()) return 1;
+  if (rules)
+    for (const auto& w : rules->shadow_warnings()) std::fprintf(stderr, "%s\n", w.c_str());
   std::printf("%s: ok\n", argv[2]);
   return 0;
 }

@@ -103,6 +103,11 @@ class RuleSet {
   // match.arg_slot): one pass over an argument answers them all. Fills
   // `hits` (reused: no allocation once grown) with the slots that match.
   bool has_arg_patterns() const { return arg_set_ != nullptr; }
+  // Policy rules that can never decide: an earlier policy rule whose every
+  // condition is one of theirs (its verbs include theirs; its predicates,
+  // users, clients, arg and paths are none or the same) decides first in both
+  // modes. "file:line:column: warning: ..." for each.
+  std::vector<std::string> shadow_warnings() const;
   void match_args(std::string_view arg, std::vector<int>& hits) const;
   std::vector<std::string> sources;  // files it was loaded from
   // A short hash of the documents it was loaded from (names and contents):

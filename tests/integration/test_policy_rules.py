@@ -229,3 +229,14 @@ def test_max_sessions_per_user(server, make_proxy, tmp_path):
         again.login()
         assert again.cmd("NOOP").code == 200
         again.quit()
+
+
+def test_check_config_warns_of_a_rule_that_can_never_decide(proxy_bin, tmp_path):
+    import subprocess
+    rules = rules_file(tmp_path, '[[rule]]\nid = "a"\nverbs = ["@write"]\nenforce = "reject"\n'
+                                 '[[rule]]\nid = "b"\nverbs = ["DELE"]\nusers = ["x*"]\nenforce = "reject"\n')
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[upstream]\naddress = "127.0.0.1:21"\n[policy]\nrules = ["{rules}"]\n')
+    r = subprocess.run([proxy_bin, "check-config", str(conf)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert f"{rules}:5:1: warning: rule 'b' can never decide: rule 'a'" in r.stderr, r.stderr

@@ -383,3 +383,37 @@ TEST(PolicyPaths, TheAuditRecordCarriesTheResolvedPath) {
   EXPECT_EQ(rec.finding_path, "/etc/passwd");
   EXPECT_EQ(rec.findings.back(), "no-etc:rejected:550");
 }
+
+TEST(PolicyRules, ARuleAnEarlierOneAlwaysDecidesFirstIsReported) {
+  auto rs = with_defaults(R"(
+[[rule]]
+id = "no-writes"
+verbs = ["@write"]
+enforce = "reject"
+
+[[rule]]
+id = "no-dele-for-guests"
+verbs = ["DELE"]
+users = ["guest*"]
+enforce = "reject"
+
+[[rule]]
+id = "guests-may-read"
+verbs = ["RETR"]
+users = ["guest*"]
+enforce = "allow"
+audit = "allow"
+
+[[rule]]
+id = "site-chmod-logged"
+verbs = ["SITE"]
+enforce = "log"
+)");
+  ASSERT_TRUE(rs);
+  const auto w = rs->shadow_warnings();
+  ASSERT_EQ(w.size(), 1u) << (w.empty() ? "" : w[0]);
+  EXPECT_NE(w[0].find("policy.toml:7:1: warning: rule 'no-dele-for-guests' can never decide: rule 'no-writes'"),
+            std::string::npos)
+      << w[0];
+  // SITE is in @write only as SITE CHMOD: a plain SITE rule is not shadowed by it.
+}
