@@ -93,6 +93,7 @@ void DataChannel::both_up() {
     client_->pause(pause_relayed);
     server_->pause(pause_relayed);
     const auto kind = cfg.relay_kind == RelayKind::splice ? SocketRelay::Kind::splice : SocketRelay::Kind::copy;
+    if (cap_cuts_) relay_.limit(0, cap_);
     if (relay_.start(s_.loop(), cfd, sfd, kind, static_cast<std::size_t>(cfg.relay_buffer_kib) << 10, this)) {
       handles_ += relay_.handles();
     } else {
@@ -104,12 +105,41 @@ void DataChannel::both_up() {
   server_->resume(pause_not_ready);
 }
 
+void DataChannel::limit_upload(std::uint64_t bytes, bool cut) {
+  cap_ = bytes;
+  cap_cuts_ = cut;
+  if (cut && relay_.running()) relay_.limit(0, bytes);  // (set at start() otherwise)
+  upload_moved();
+}
+
+void DataChannel::upload_moved() {
+  if (!cap_cuts_ && !cap_reported_ && up_ > cap_) {
+    cap_reported_ = true;
+    s_.data_upload_over();
+  }
+}
+
 void DataChannel::on_data(Stream& s, const char* p, std::size_t n) {
   if (ended_) return;
   Stream* o = other(s);
   if (!o || o->closing()) return;
+  if (&s == client_ && cap_cuts_ && (capped_ || up_ + n > cap_)) {
+    // Past the upload cap: what fits goes, then the FIN after it, and the
+    // client is read no more; the channel ends once that is flushed.
+    n = capped_ ? 0 : static_cast<std::size_t>(cap_ - up_);
+    capped_ = true;
+    s.pause(pause_peer_full);
+    if (n) {
+      up_ += n;
+      s_.data_moved();
+      o->write(std::string_view(p, n));
+    }
+    o->shutdown();
+    return;
+  }
   if (&s == server_) down_ += n;
   else up_ += n;
+  if (&s == client_) upload_moved();
   s_.data_moved();
   o->write(std::string_view(p, n));
   if (o->above_high()) s.pause(pause_peer_full);
@@ -127,7 +157,7 @@ void DataChannel::on_eof(Stream& s) {
 
 void DataChannel::on_shutdown(Stream&) {
   // One direction delivered completely: the transfer is over.
-  if (!ended_) end("complete", true);
+  if (!ended_) end(capped_ ? "upload-cap" : "complete", !capped_);
 }
 
 void DataChannel::on_error(Stream&, int err) {
@@ -143,6 +173,7 @@ void DataChannel::abort(std::string_view reason) {
 void DataChannel::on_relayed(int dir, std::size_t n) {
   (dir == 0 ? up_ : down_) += n;
   s_.data_moved();
+  if (dir == 0) upload_moved();
 }
 
 void DataChannel::on_relay_end(bool ok, const char* reason) {
@@ -156,6 +187,7 @@ void DataChannel::on_relay_handle_closed() {
 
 void DataChannel::end(std::string_view reason, bool delivered) {
   ended_ = true;
+  if (reason == "upload-cap") cut_ = true;  // the proxy refused the rest
   relay_.stop();
   if (listener_) {
     listener_->close();

@@ -35,6 +35,8 @@ class DataOwner {
   virtual void data_gone(DataChannel* d) = 0;
   // A connection from the wrong address, closed unread.
   virtual void data_event(std::string_view rule, std::string_view message, const NetAddr& who) = 0;
+  // The upload passed its reported limit (see DataChannel::limit_upload).
+  virtual void data_upload_over() {}
 };
 
 class DataChannel : public StreamHandler, public ListenerHandler, public RelayOwner {
@@ -45,6 +47,10 @@ class DataChannel : public StreamHandler, public ListenerHandler, public RelayOw
   // Binds the listener; returns the address to announce, or nullopt.
   std::optional<NetAddr> open(const NetAddr& bind_host, const std::optional<NetAddr>& announce);
   void abort(std::string_view reason);
+  // The client -> server direction carries at most `bytes`: `cut`: what comes
+  // beyond is refused and the channel ends "upload-cap" once the rest is
+  // delivered; else the owner hears once (data_upload_over) that it passed.
+  void limit_upload(std::uint64_t bytes, bool cut);
   bool cut() const { return cut_; }  // the proxy ended it (timeout, ABOR, session end)
   bool connected() const { return client_ && server_ && client_->connected() && server_->connected(); }
   bool listening() const { return listener_ != nullptr; }
@@ -85,6 +91,9 @@ class DataChannel : public StreamHandler, public ListenerHandler, public RelayOw
   int port_ = -1;    // from the passive pool
   std::uint64_t down_ = 0, up_ = 0;
   bool ended_ = false, announced_ = false, cut_ = false;
+  std::uint64_t cap_ = UINT64_MAX;  // limit_upload
+  bool cap_cuts_ = false, cap_reported_ = false, capped_ = false;
+  void upload_moved();
   SocketRelay relay_;
 };
 

@@ -274,6 +274,7 @@ void Session::on_finding(const Finding& f) {
   if (f.action == FindingAction::rejected && f.reply_code != 0) e.num(audit::f::reply_code, f.reply_code);
   e.str(audit::f::severity, name_of(f.severity)).str(audit::f::message, f.message);
   if (!f.path.empty()) e.str(audit::f::path, f.path);
+  if (!f.cause.empty()) e.str(audit::f::cause, f.cause);
   audit(e);
   if (f.side == Side::client) ++host_.stats().violations;
   host_.stats().findings.count(f.rule, f.side == Side::client, f.action == FindingAction::rejected);
@@ -321,6 +322,10 @@ void Session::open_data(const DataRequest& req) {
   auto* d = new DataChannel(*this, passive ? DataChannel::Kind::passive : DataChannel::Kind::active, req.target);
   ++handles_;  // the channel counts as one until data_gone
   data_ = d;
+  if (next_cap_) {
+    d->limit_upload(next_cap_->first, next_cap_->second);
+    next_cap_.reset();
+  }
   const auto addr = d->open(*local, passive ? cfg().public_addr : std::nullopt);
   if (!addr) d->abort(passive ? "no-passive-port" : "no-active-port");
   core_->on_data_listening(addr, now_us(), *this);
@@ -329,6 +334,15 @@ void Session::open_data(const DataRequest& req) {
 void Session::abort_data(std::string_view reason) {
   if (data_) data_->abort(reason);
 }
+
+void Session::limit_upload(std::uint64_t bytes, bool cut) {
+  // The STOR usually follows its data setup; with PORT/PASV after it (not
+  // RFC order, but seen), the next channel takes the cap.
+  if (data_ && !data_->ended()) data_->limit_upload(bytes, cut);
+  else next_cap_ = std::make_pair(bytes, cut);
+}
+
+void Session::data_upload_over() { core_->on_data({DataEvent::upload_over}, now_us(), *this); }
 
 void Session::hold_reads(Side side, bool hold) {
   Stream* s = side == Side::client ? client_ : upstream_;
@@ -368,7 +382,13 @@ void Session::data_ended(const DataChannel& d, std::string_view reason, bool del
   host_.stats().bytes[1].add(d.uploaded());
   // Only a channel the proxy cut (timeout, ABOR) turns a 2xx into 426: a peer
   // that resets a data connection after the last byte loses nothing.
-  core_->on_data({DataEvent::closed, d.downloaded(), d.uploaded(), d.cut()}, now_us(), *this);
+  const DataEnd how = reason == "data-connect-timeout" ? DataEnd::connect_timeout
+                      : reason == "connect-failed"     ? DataEnd::connect_failed
+                      : reason == "upload-cap"         ? DataEnd::capped
+                      : d.cut()                        ? DataEnd::cut
+                      : delivered                      ? DataEnd::complete
+                                                       : DataEnd::peer_error;
+  core_->on_data({DataEvent::closed, d.downloaded(), d.uploaded(), d.cut(), how}, now_us(), *this);
   after_core();
 }
 
@@ -390,6 +410,7 @@ void Session::data_event(std::string_view rule, std::string_view message, const 
             .str(audit::f::peer, who.to_string())
             .str(audit::f::message, message));
   ++host_.stats().violations;
+  core_->on_data({DataEvent::stranger}, now_us(), *this);
 }
 
 }  // namespace ftpw

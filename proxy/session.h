@@ -50,6 +50,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   void send_to_client(std::string_view bytes) override;
   void open_data(const DataRequest& req) override;
   void abort_data(std::string_view reason) override;
+  void limit_upload(std::uint64_t bytes, bool cut) override;
   void hold_reads(Side side, bool hold) override;
   void close(EndReason reason) override;
   void close_now() override;
@@ -65,6 +66,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   void data_ended(const DataChannel& d, std::string_view reason, bool delivered) override;
   void data_gone(DataChannel* d) override;
   void data_event(std::string_view rule, std::string_view message, const NetAddr& who) override;
+  void data_upload_over() override;
 
  private:
   enum Tag { tag_client = 1, tag_upstream = 2 };
@@ -92,6 +94,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   bool login_limit_ = false;  // the client's address reached its failed-login limit
   bool user_limit_ = false;   // the user logged in has all the sessions allowed
   std::optional<std::string> counted_user_;  // counted against max_sessions_per_user
+  std::optional<std::pair<std::uint64_t, bool>> next_cap_;  // an upload cap for the next data channel
 };
 
 }  // namespace ftpw

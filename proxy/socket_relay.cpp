@@ -148,10 +148,24 @@ bool SocketRelay::pump_dir(int d) {
   bool src_drained = false;
   for (;;) {
     bool moved = false;
-    if (!x.src_eof && !src_drained && !x.full && x.held < x.cap) {
-      const std::size_t want = x.cap - x.held;
+    if (!x.src_eof && !src_drained && !x.capped && x.taken >= x.limit) {
+      // At the limit: one byte more (peeked, never read) caps it; an EOF ends it as usual.
+      char c;
+      const ssize_t n = ::recv(x.src, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) x.capped = true;
+      else if (n == 0) x.src_eof = true;
+      else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) src_drained = true;
+      else {
+        fail("relay-read-error");
+        return false;
+      }
+      moved = n >= 0;
+    } else if (!x.src_eof && !src_drained && !x.full && x.held < x.cap && x.taken < x.limit) {
+      const std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(x.cap - x.held, x.limit - x.taken));
       const long n = fill(x, want);
       if (n > 0) {
+        x.taken += static_cast<std::uint64_t>(n);
         x.held += static_cast<std::size_t>(n);
         src_drained = static_cast<std::size_t>(n) < want;
         moved = true;
@@ -188,6 +202,14 @@ bool SocketRelay::pump_dir(int d) {
         fail("relay-write-error");
         return false;
       }
+    }
+    if (x.capped && x.held == 0) {
+      // All it may carry is delivered: the rest is refused.
+      if (!ended_) {
+        ended_ = true;
+        owner_->on_relay_end(false, "upload-cap");
+      }
+      return false;
     }
     if (x.src_eof && x.held == 0 && !x.shut) {
       // Half-close: the FIN follows the last byte.
@@ -274,13 +296,18 @@ void SocketRelay::pump(int dirs) {
   if (!ended_) update_polls();
 }
 
+void SocketRelay::limit(int dir, std::uint64_t bytes) {
+  dir_[dir].limit = bytes;
+  if (running_) pump(1 << dir);
+}
+
 void SocketRelay::update_polls() {
   for (int s = 0; s < 2; ++s) {
     // Socket s is the source of direction s and the destination of the other.
     const Dir& out = dir_[s];
     const Dir& in = dir_[1 - s];
     int ev = 0;
-    if (!out.src_eof && !out.full && out.held < out.cap) ev |= UV_READABLE;
+    if (!out.src_eof && !out.full && !out.capped && out.held < out.cap) ev |= UV_READABLE;
     if (in.held > 0 && in.dst_blocked) ev |= UV_WRITABLE;
     Poll& p = poll_[s];
     if (ev == p.events) continue;
@@ -338,12 +365,18 @@ bool SocketRelay::supported() { return false; }
 SocketRelay::~SocketRelay() {}
 bool SocketRelay::start(uv_loop_t*, int, int, Kind, std::size_t, RelayOwner*) { return false; }
 void SocketRelay::stop() {}
+void SocketRelay::limit(int, std::uint64_t) {}
 void SocketRelay::pump(int) {}
 long SocketRelay::fill(Dir&, std::size_t) { return -2; }
 long SocketRelay::drain(Dir&) { return -2; }
 void SocketRelay::grow(Dir&) {}
 void SocketRelay::free_buffer(Dir&) {}
 bool SocketRelay::pump_dir(int) { return false; }
+void SocketRelay::limit(int dir, std::uint64_t bytes) {
+  dir_[dir].limit = bytes;
+  if (running_) pump(1 << dir);
+}
+
 void SocketRelay::update_polls() {}
 void SocketRelay::fail(const char*) {}
 void SocketRelay::on_poll(uv_poll_t*, int, int) {}

@@ -58,6 +58,11 @@ class SocketRelay {
   bool start(uv_loop_t* loop, int fd_a, int fd_b, Kind kind, std::size_t bulk_buffer, RelayOwner* owner);
   // Stops polling and closes its handles (each reports on_relay_handle_closed).
   void stop();
+  // Direction `dir` carries at most `bytes`: what comes beyond is never read;
+  // once the source has more than that to give (not just an EOF), the relay
+  // delivers what it holds and ends with on_relay_end(false, "upload-cap").
+  // Before start() or while running.
+  void limit(int dir, std::uint64_t bytes);
   bool running() const { return running_; }
   int handles() const { return open_handles_; }
 
@@ -74,6 +79,8 @@ class SocketRelay {
     std::size_t moved = 0;  // bytes delivered
     std::size_t grow_at = kBulkBytes;  // try to grow once moved reaches this (SIZE_MAX: no more)
     bool src_eof = false, shut = false, dst_blocked = false;
+    std::uint64_t limit = UINT64_MAX, taken = 0;  // bytes it may read from src, and has read
+    bool capped = false;                          // the source had more than `limit`
     bool full = false;  // the pipe refused more (it fills by slots, not bytes)
   };
   static constexpr std::size_t kBulkBytes = 1 << 20;    // past this, a direction is a bulk transfer

@@ -13,7 +13,8 @@
   X(ts) X(session) X(client) X(event) X(local) X(upstream) X(verb) X(arg) X(code) X(text) X(latency_us)        \
   X(source) X(annotation) X(rule) X(action) X(reply_code) X(severity) X(message) X(peer) X(client_side)        \
   X(server_side) X(reason) X(complete) X(bytes_down) X(bytes_up) X(path) X(bytes) X(direction) X(duration_us) \
-  X(data_conn) X(timer) X(duration_ms) X(bytes_from_client) X(bytes_to_client) X(rules_version) X(old)
+  X(data_conn) X(timer) X(duration_ms) X(bytes_from_client) X(bytes_to_client) X(rules_version) X(old)      \
+  X(cause)
 // Fields whose name is a C++ keyword: (identifier, name)
 #define FTPW_AUDIT_FIELDS_RENAMED(X) X(new_, "new")
 

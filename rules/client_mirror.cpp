@@ -254,6 +254,16 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
     finding(sink, r.id, r.description, r.severity, Side::client, &cmd,
             reject ? FindingAction::rejected : FindingAction::logged, reject ? r.reply_code : 0, line.offset);
   }
+  if (policy && policy->max_upload_bytes > 0) {
+    // An upload cap decides no refusal: the transfer goes ahead, capped.
+    if (!settings_.observe && policy->action(settings_.mode) != RuleAction::allow) {
+      cap_rule_ = policy;
+      cap_path_.assign(policy_path);
+      cap_hit_ = false;
+      sink.limit_upload(policy->max_upload_bytes, policy->action(settings_.mode) == RuleAction::reject);
+    }
+    policy = nullptr;
+  }
   if (policy && policy->action(settings_.mode) != RuleAction::allow) {
     const bool reject = policy->action(settings_.mode) == RuleAction::reject && !settings_.observe;
     sink.on_finding({policy->id, policy->description, policy->severity, Side::client, cmd.verb, cmd.verb_text,
@@ -312,7 +322,10 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   }
   std::string_view urgent;
   if (cmd.verb == Verb::ABOR) {
-    if (transfer_running()) sink.abort_data("abor");
+    if (transfer_running()) {
+      client_aborted_ = true;
+      sink.abort_data("abor");
+    }
     if (line.telnet & (telnet_ip | telnet_dm)) urgent = "\xff\xf4\xff\xf2";
   }
   const std::string_view to_send = normalized(line.text, urgent);

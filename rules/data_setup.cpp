@@ -18,6 +18,8 @@ constexpr std::string_view kPasvV6Reply = "522 Use EPSV on this connection.\r\n"
 void SessionCore::setup_active(const Command& cmd, const NetAddr& target, bool epsv_all, std::uint64_t offset,
                                std::uint64_t now_us, CoreSink& sink) {
   awaited_ = AwaitedData{true, cmd.verb, epsv_all, 0, offset, now_us};
+  data_kind_ = DataRequest::Kind::active;
+  foreign_passive_ = stranger_ = data_failure_reported_ = client_aborted_ = false;
   update_pause();
   sink.open_data({DataRequest::Kind::active, target});
 }
@@ -39,6 +41,9 @@ void SessionCore::setup_passive(const Pending& p, const Reply& r, std::int64_t l
     finding(sink, "pasv-foreign-address", "passive reply names an address other than the server's; using the server's",
             Severity::warning, Side::server, &cmd, FindingAction::logged, 0, reply_offset_);
   awaited_ = AwaitedData{false, p.verb, false, latency, reply_offset_, 0};
+  data_kind_ = DataRequest::Kind::passive;
+  stranger_ = data_failure_reported_ = client_aborted_ = false;
+  foreign_passive_ = t.foreign;
   if (t.low_port) {
     finding(sink, "pasv-low-port", "passive reply names a port below 1024", Severity::warning, Side::server, &cmd,
             FindingAction::rejected, 425, reply_offset_);

@@ -60,6 +60,7 @@ std::string default_text(int code) {
     case 530: return "Not logged in.";
     case 534: return "Request denied for policy reasons.";
     case 550: return "Requested action not taken.";
+    case 552: return "Exceeded storage allocation.";
     default: return "Request denied by policy.";
   }
 }
@@ -289,6 +290,14 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, bool bui
             }
             (key == "paths" ? r.match.paths : r.match.not_paths).push_back(std::move(g));
           }
+        } else if (key == "max_upload_bytes") {
+          auto n = v.value<std::int64_t>();
+          if (!v.is_integer() || !n || *n < 1) {
+            ctx.error(v, "'max_upload_bytes' must be a positive integer");
+            bad = true;
+          } else {
+            r.max_upload_bytes = static_cast<std::uint64_t>(*n);
+          }
         } else if (key == "arg") {
           if (auto s = want_string(v, key)) {
             std::string error;
@@ -307,8 +316,17 @@ bool RuleSet::add_document(std::string_view doc, std::string_view file, bool bui
       // Sequence rules test the session's state; a rule that tests none, or
       // names who, where from or which argument, or allows, is policy.
       r.policy = !r.match.empty() || r.audit == RuleAction::allow || r.enforce == RuleAction::allow ||
-                 (r.when == 0 && r.unless == 0);
-      if (r.policy && !have_reply) r.reply_code = 550;
+                 (r.when == 0 && r.unless == 0) || r.max_upload_bytes > 0;
+      if (r.max_upload_bytes > 0) {
+        bool uploads = vm.all;
+        for (Verb v : {Verb::STOR, Verb::APPE, Verb::STOU}) uploads = uploads || vm.in[static_cast<std::size_t>(v)];
+        if (!uploads) {
+          ctx.error(t, "rule '" + r.id + "': max_upload_bytes needs STOR, APPE or STOU among its verbs");
+          bad = true;
+        }
+        if (!have_reply) r.reply_code = 552;
+      }
+      if (r.policy && !have_reply && r.max_upload_bytes == 0) r.reply_code = 550;
       if (!have_id) {
         ctx.error(t, "rule without 'id'");
         bad = true;

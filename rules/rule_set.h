@@ -79,6 +79,7 @@ struct Rule {
   bool builtin = false;      // from the built-in rules (a rule file may replace it by id)
   bool policy = false;       // first match decides (see above)
   PolicyMatch match;         // users, clients, arg
+  std::uint64_t max_upload_bytes = 0;  // an upload cap (STOR/APPE/STOU): the command goes on, capped
   // Verbs a class brings in with a condition on the argument (STAT with one,
   // SITE CHMOD); `any` for the others.
   std::array<ArgCondition, kVerbCount> verb_cond{};

@@ -234,6 +234,20 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
     if (retry_passive(done, r, latency, now_us, sink)) return;
   }
   const bool transfer_end = is_transfer(done.verb) && done.preliminary;
+  if (transfer_end && cap_hit_ && !settings_.observe) {
+    // The upload was cut at its cap: whatever the server says about it, the
+    // client hears the cap rule's reply.
+    const Rule& rule = *cap_rule_;
+    cap_hit_ = false;
+    cap_rule_ = nullptr;
+    complete(done.verb, done.epsv_all, rule.reply_code, done.preliminary);
+    transfer_.complete(rule.reply_code);
+    hold_completion(rule.reply_line, now_us, sink);
+    sink.on_reply({rule.reply_code, rule.reply_line, done.verb, -1, true, false, reply_offset_});
+    update_pause();
+    return;
+  }
+  if (transfer_end) cap_rule_ = nullptr;
   complete(done.verb, done.epsv_all, r.code, done.preliminary);
   if (transfer_end) transfer_.complete(r.code);
   forward_reply(r, &done, latency, now_us, sink, transfer_end && !settings_.observe);

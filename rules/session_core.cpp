@@ -101,6 +101,7 @@ void SessionCore::release_completion(std::uint64_t now_us, CoreSink& sink) {
   if (!has_completion_) return;
   has_completion_ = false;
   if (transfer_.active()) {
+    const bool cut = transfer_.cut_short() || transfer_.was_cut();
     if ((transfer_.code() == 226 || transfer_.code() == 250) && !transfer_.data_made_since_setup() &&
         !server_leg_seen_) {
       // The data connection has ended, and none was ever made for it.
@@ -116,7 +117,15 @@ void SessionCore::release_completion(std::uint64_t now_us, CoreSink& sink) {
       completion_.assign(kCutShort);
       sink.on_reply({426, kCutShort, Verb::unknown, -1, true, false, reply_offset_});
     }
-    sink.on_transfer(transfer_.finish(now_us));
+    const TransferRecord rec = transfer_.finish(now_us);
+    if ((rec.code == 425 || rec.code == 426) && !client_aborted_) {
+      // What the proxy saw of why (a stranger, a passive address it would
+      // not follow, a cut it made), else the server's own doing. An ABOR
+      // the client asked for is no failure.
+      data_failure(stranger_ ? "data-peer-mismatch" : foreign_passive_ ? "foreign-passive-address"
+                   : cut ? "cut-by-proxy" : "server-aborted", sink);
+    }
+    sink.on_transfer(rec);
     update_busy(now_us);  // the idle period starts now, as the completion reply goes out
   }
   sink.send_to_client(completion_);
@@ -131,6 +140,39 @@ void SessionCore::release_completion(std::uint64_t now_us, CoreSink& sink) {
   } else {
     check_finished(sink);
   }
+}
+
+void SessionCore::upload_capped(bool cut, CoreSink& sink) {
+  if (!cap_rule_ || cap_hit_) return;
+  const Rule& r = *cap_rule_;
+  const Verb v = transfer_.active() ? transfer_.verb() : Verb::STOR;
+  sink.on_finding({r.id, r.description, r.severity, Side::client, v, name_of(v),
+                   cut ? FindingAction::rejected : FindingAction::logged, cut ? r.reply_code : 0, reply_offset_,
+                   cap_path_});
+  if (!cut) {
+    cap_rule_ = nullptr;  // logged once; the transfer runs to its end
+    return;
+  }
+  // The data legs are closed: the server hears ABOR (its answers are the
+  // proxy's own business), the client gets the rule's 552 for its upload.
+  cap_hit_ = true;
+  pending_.push({Verb::ABOR, Verb::ABOR, false, false, false, 0, true});
+  update_pause();
+  sink.send_to_server("ABOR\r\n");
+}
+
+void SessionCore::data_failure(std::string_view cause, CoreSink& sink) {
+  if (data_failure_reported_ || settings_.observe) return;
+  data_failure_reported_ = true;
+  // The client's side: it never connected, or connected from elsewhere.
+  const bool client = cause == "client-never-connected" || cause == "data-peer-mismatch" ||
+                      cause == "client-unreachable";
+  Command cmd;
+  cmd.verb = transfer_.active() ? transfer_.verb() : Verb::unknown;
+  cmd.verb_text = cmd.verb == Verb::unknown ? std::string_view{} : name_of(cmd.verb);
+  sink.on_finding({"data-failure", "the data connection failed", Severity::warning,
+                   client ? Side::client : Side::server, cmd.verb, cmd.verb_text, FindingAction::logged, 0,
+                   reply_offset_, {}, cause});
 }
 
 // ---------------------------------------------------------------- the end
@@ -222,7 +264,19 @@ void SessionCore::on_data(const DataFact& f, std::uint64_t now_us, CoreSink& sin
       timers_.data_connected(now_us / 1000);
       update_busy(now_us);
       return;
+    case DataEvent::stranger:
+      stranger_ = true;
+      return;
+    case DataEvent::upload_over:
+      upload_capped(false, sink);
+      return;
     case DataEvent::closed:
+      if (f.end == DataEnd::capped) upload_capped(true, sink);
+      if (f.end == DataEnd::connect_timeout)
+        data_failure(data_kind_ == DataRequest::Kind::passive ? "client-never-connected" : "server-refused-proxy", sink);
+      else if (f.end == DataEnd::connect_failed)
+        data_failure(data_kind_ == DataRequest::Kind::passive ? "server-passive-unreachable" : "client-unreachable",
+                     sink);
       data_up_ = data_live_ = false;
       timers_.data_ended();
       update_busy(now_us);

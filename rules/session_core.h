@@ -76,6 +76,7 @@ struct Finding {
   int reply_code;              // the proxy's reply when rejected, else 0
   std::uint64_t offset;        // stream offset on `side`
   std::string_view path = {};  // a policy rule's finding: the resolved path, if any
+  std::string_view cause = {}; // data-failure: what the proxy saw go wrong
 };
 
 // A data listener the proxy is to open: passive, toward the client, joined to
@@ -108,6 +109,10 @@ class CoreSink {
   virtual void open_data(const DataRequest& req) { (void)req; }
   // Tear the data connection down now (ABOR, a failed transfer, a timer).
   virtual void abort_data(std::string_view reason) { (void)reason; }
+  // The upload on the current (or next) data connection carries at most
+  // `bytes` (`cut`: refuse the rest and end it, DataEnd::capped; else go on
+  // and report DataEvent::upload_over once).
+  virtual void limit_upload(std::uint64_t bytes, bool cut) { (void)bytes, (void)cut; }
   // Stop (true) or resume (false) reading from a side.
   virtual void hold_reads(Side side, bool hold) { (void)side, (void)hold; }
   // Close the session after what was sent so far has been flushed.
@@ -220,6 +225,8 @@ class SessionCore {
   void complete(Verb verb, bool epsv_all, int code, bool had_preliminary);
   void hold_completion(std::string_view raw, std::uint64_t now_us, CoreSink& sink);
   void release_completion(std::uint64_t now_us, CoreSink& sink);
+  void data_failure(std::string_view cause, CoreSink& sink);
+  void upload_capped(bool cut, CoreSink& sink);
   void close(EndReason reason, CoreSink& sink);
   void check_finished(CoreSink& sink);
   void after_input(std::uint64_t now_us, CoreSink& sink);
@@ -265,6 +272,14 @@ class SessionCore {
   bool server_leg_seen_ = false;  // since the last data setup command went out
   bool data_live_ = false;        // a data listener or connection exists
   bool data_up_ = false;          // both legs connected
+  // The current data setup, for data-failure: which kind of listener, and
+  // what went wrong with it so far (reported once).
+  DataRequest::Kind data_kind_ = DataRequest::Kind::passive;
+  bool foreign_passive_ = false, stranger_ = false, data_failure_reported_ = false, client_aborted_ = false;
+  // An upload cap (a policy rule's max_upload_bytes) on the running upload.
+  const Rule* cap_rule_ = nullptr;
+  std::string cap_path_;
+  bool cap_hit_ = false;  // cut at the cap: the server's completion becomes 552
   bool held_client_ = false, held_server_ = false;  // reads the caller was told to hold
 
   // A data listener asked for and not answered yet: what to do with its address.

@@ -23,12 +23,25 @@ enum class DataEvent : std::uint8_t {
                // or accepted the server's connection (active)
   opened,      // both legs connected
   closed,      // the data connection ended
+  stranger,    // a connection from the wrong address was refused (data-port theft)
+  upload_over, // the upload passed the limit the core set (limit_upload, not cut)
+};
+
+// How a data connection ended.
+enum class DataEnd : std::uint8_t {
+  complete,         // one direction delivered everything
+  connect_timeout,  // nobody connected to the listener in time
+  connect_failed,   // the proxy's own connect to the far side failed
+  cut,              // the proxy ended it (ABOR, a timer, a failed transfer, replaced)
+  peer_error,       // a side reset or failed
+  capped,           // the upload reached the limit the core set and the rest was refused
 };
 
 struct DataFact {
   DataEvent event;
   std::uint64_t down = 0, up = 0;  // closed: bytes relayed each way
   bool cut = false;                // closed: the proxy ended it (timeout, ABOR, replaced)
+  DataEnd end = DataEnd::complete; // closed: how
 };
 
 // One finished transfer, for the audit log.
@@ -63,6 +76,7 @@ class Transfer {
   // (timeout, ABOR) before it delivered everything becomes 426. A peer that
   // resets a data connection after the last byte loses nothing.
   bool cut_short() const { return active_ && cut_ && code_ >= 200 && code_ < 300; }
+  bool was_cut() const { return cut_; }
   // Ends the transfer: the record to log (valid until the next start).
   TransferRecord finish(std::uint64_t now_us);
 

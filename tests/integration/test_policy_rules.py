@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from clients import RawClient, Target, curl_get, curl_put
 
 
@@ -240,3 +242,51 @@ def test_check_config_warns_of_a_rule_that_can_never_decide(proxy_bin, tmp_path)
     r = subprocess.run([proxy_bin, "check-config", str(conf)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert f"{rules}:5:1: warning: rule 'b' can never decide: rule 'a'" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("relay", ["copy", "splice", "stream"])
+def test_an_upload_cap_cuts_at_n(server, make_proxy, tmp_path, relay):
+    import os
+    cap = 100_000
+    rules = rules_file(tmp_path, f"""
+[[rule]]
+id = "upload-cap"
+description = "uploads of at most {cap} bytes"
+verbs = ["STOR", "APPE"]
+max_upload_bytes = {cap}
+audit = "log"
+enforce = "reject"
+""")
+    conf = tmp_path / "cap.toml"
+    conf.write_text(f'[data]\nrelay = "{relay}"\n[policy]\nrules = ["{rules}"]\n')
+    proxy = make_proxy(server, mode="enforce", extra_args=["--config", str(conf)])
+    via = Target.via(proxy, server)
+    payload = os.urandom(1 << 20)
+    name = f"upload/capped-{relay}.bin"
+    # A raw client, so the reply is read whatever the data connection's end
+    # (curl, its send reset, leaves without reading it).
+    with RawClient.to(via) as c:
+        c.login()
+        assert c.cmd("TYPE I").code == 200
+        d = c.data_connect()
+        assert c.cmd(f"STOR {name}").code in (125, 150)
+        try:
+            d.sendall(payload)
+        except OSError:
+            pass  # the proxy closed the data connection at the cap
+        d.close()
+        r = c.reply()
+        assert r.code == 552 and r.lines[-1] == "552 Exceeded storage allocation.", r
+        assert c.cmd("NOOP").code == 200  # in step with the server again
+        c.quit()
+    v = proxy.wait_event("violation", rule="upload-cap")
+    assert v["action"] == "rejected" and v["reply_code"] == 552 and v["verb"] == "STOR", v
+    t = proxy.wait_event("transfer", verb="STOR")
+    assert t["code"] == 552 and 0 < t["bytes"] <= cap, t
+    stored = (server.root / name).read_bytes()
+    assert len(stored) <= cap and stored == payload[:len(stored)], len(stored)
+    # a small upload goes through untouched, on a session that stays in step
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"x" * 1000)
+    curl_put(via, small, "upload/small-under-cap.bin")
+    assert (server.root / "upload" / "small-under-cap.bin").read_bytes() == small.read_bytes()

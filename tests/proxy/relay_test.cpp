@@ -187,5 +187,41 @@ TEST_P(Relay, APeerThatResetsMidTransferEndsItAsAnError) {
   stop_and_close(rig, relay, owner);
 }
 
+TEST_P(Relay, ALimitDeliversExactlyThatMuchThenEnds) {
+  for (const std::size_t size : {std::size_t{100000}, std::size_t{3} << 20}) {
+    LoopRig rig;
+    Pairs p;
+    Owner owner;
+    SocketRelay relay;
+    const std::uint64_t cap = 100000;
+    relay.limit(0, cap);
+    ASSERT_TRUE(relay.start(rig.loop(), p.a, p.b, GetParam(), 1 << 20, &owner));
+    const std::string data = pattern(size, 9);
+    std::string got;
+    std::thread reader([&] { got = read_all(p.server, 8u << 20); });
+    set_nonblocking(p.client);
+    std::size_t off = 0;
+    while (owner.ends == 0) {  // write what the relay takes, run the loop
+      if (off < data.size()) {
+        const ssize_t n = ::send(p.client, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+        if (n > 0) off += static_cast<std::size_t>(n);
+        if (off == data.size()) ::shutdown(p.client, SHUT_WR);
+      }
+      uv_run(rig.loop(), UV_RUN_NOWAIT);
+    }
+    if (size == cap) {
+      EXPECT_TRUE(owner.ok) << owner.reason;  // exactly the cap, then EOF: complete
+    } else {
+      EXPECT_FALSE(owner.ok);
+      EXPECT_EQ(owner.reason, "upload-cap");
+    }
+    EXPECT_EQ(owner.moved[0], cap);
+    ::shutdown(p.b, SHUT_WR);  // what the channel does as it ends
+    reader.join();
+    EXPECT_TRUE(got == data.substr(0, cap)) << got.size();
+    stop_and_close(rig, relay, owner);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(CopyAndSplice, Relay, ::testing::Values(SocketRelay::Kind::copy, SocketRelay::Kind::splice),
                          [](const auto& info) { return info.param == SocketRelay::Kind::copy ? "copy" : "splice"; });

@@ -69,6 +69,8 @@ struct Recorder : CoreSink {
     if (core) core->on_data({DataEvent::closed, down, up, cut}, 0, *this);
   }
   void hold_reads(Side side, bool hold) override { holds.emplace_back(side, hold); }
+  std::vector<std::pair<std::uint64_t, bool>> limits;
+  void limit_upload(std::uint64_t bytes, bool cut) override { limits.emplace_back(bytes, cut); }
   void close(EndReason r) override {
     ++closes;
     last_close = r;

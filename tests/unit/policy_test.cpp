@@ -417,3 +417,59 @@ enforce = "log"
       << w[0];
   // SITE is in @write only as SITE CHMOD: a plain SITE rule is not shadowed by it.
 }
+
+// ---------------------------------------------------------------- upload caps
+
+TEST(UploadCap, RuleNeedsAnUploadVerb) {
+  std::vector<RuleSet::Error> e;
+  EXPECT_FALSE(with_defaults("[[rule]]\nid = \"c\"\nverbs = [\"RETR\"]\nmax_upload_bytes = 10\n", &e));
+  ASSERT_FALSE(e.empty());
+  EXPECT_NE(e.back().message.find("STOR, APPE or STOU"), std::string::npos);
+  EXPECT_FALSE(with_defaults("[[rule]]\nid = \"c\"\nverbs = [\"STOR\"]\nmax_upload_bytes = 0\n", &e));
+  auto rs = with_defaults("[[rule]]\nid = \"c\"\nverbs = [\"@write\"]\nmax_upload_bytes = 10\n");
+  ASSERT_TRUE(rs);
+  EXPECT_EQ(rs->find("c")->reply_code, 552);
+  EXPECT_EQ(rs->find("c")->reply_line, "552 Exceeded storage allocation.\r\n");
+}
+
+TEST(UploadCap, CutAtTheCapTheClientHears552AndTheServerAbor) {
+  PolicyRig r("[[rule]]\nid = \"cap\"\nverbs = [\"STOR\"]\nmax_upload_bytes = 100\nenforce = \"reject\"\n");
+  r.login();
+  r.cmd("PASV", "227 Entering Passive Mode (127,0,0,2,156,65).");
+  r.core->on_data({DataEvent::opened}, 0, r.rec);
+  r.rec.to_server.clear();
+  EXPECT_EQ(r.cmd("STOR big", "150 Ok to send data."), "150 Ok to send data.\r\n");
+  ASSERT_EQ(r.rec.limits.size(), 1u);
+  EXPECT_EQ(r.rec.limits[0], std::make_pair(std::uint64_t{100}, true));
+  EXPECT_TRUE(r.rec.findings.empty());  // nothing yet: the transfer goes ahead
+  r.rec.to_client.clear();
+  r.rec.data_open = false;
+  r.core->on_data({DataEvent::closed, 0, 100, true, DataEnd::capped}, 0, r.rec);
+  EXPECT_TRUE(has(r.rec.findings, "cap:rejected:552"));
+  EXPECT_EQ(r.rec.to_server.substr(r.rec.to_server.size() - 6), "ABOR\r\n");
+  r.core->on_server_bytes("226 Transfer complete.\r\n225 No transfer to abort.\r\n", 0, r.rec);
+  EXPECT_EQ(r.rec.to_client, "552 Exceeded storage allocation.\r\n");  // neither of the server's replies
+  ASSERT_EQ(r.rec.transfers.size(), 1u);
+  EXPECT_EQ(r.rec.transfers[0].code, 552);
+  EXPECT_EQ(r.rec.transfers[0].bytes, 100u);
+  EXPECT_EQ(r.cmd("NOOP", "200 ok"), "200 ok\r\n");  // in step again
+}
+
+TEST(UploadCap, LogModeLetsTheUploadRunAndLogsTheOverrunOnce) {
+  PolicyRig r("[[rule]]\nid = \"cap\"\nverbs = [\"STOR\"]\nmax_upload_bytes = 100\naudit = \"log\"\n", Mode::audit);
+  r.login();
+  r.cmd("PASV", "227 Entering Passive Mode (127,0,0,2,156,65).");
+  r.core->on_data({DataEvent::opened}, 0, r.rec);
+  r.cmd("STOR big", "150 Ok to send data.");
+  ASSERT_EQ(r.rec.limits.size(), 1u);
+  EXPECT_FALSE(r.rec.limits[0].second);
+  r.core->on_data({DataEvent::upload_over}, 0, r.rec);
+  r.core->on_data({DataEvent::upload_over}, 0, r.rec);
+  EXPECT_EQ(std::count(r.rec.findings.begin(), r.rec.findings.end(), "cap:logged"), 1);
+  r.rec.data_open = false;
+  r.core->on_data({DataEvent::closed, 0, 5000, false, DataEnd::complete}, 0, r.rec);
+  r.rec.to_client.clear();
+  r.core->on_server_bytes("226 Transfer complete.\r\n", 0, r.rec);
+  EXPECT_EQ(r.rec.to_client, "226 Transfer complete.\r\n");
+  EXPECT_EQ(r.rec.transfers.back().bytes, 5000u);
+}

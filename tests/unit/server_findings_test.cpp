@@ -89,3 +89,96 @@ TEST(CommandRate, OffByDefault) {
   }
   EXPECT_EQ(r.rec.closes, 0);
 }
+
+namespace {
+struct Causes : Recorder {
+  std::vector<std::string> causes;  // "cause:client" / "cause:server"
+  void on_finding(const Finding& f) override {
+    Recorder::on_finding(f);
+    if (f.rule == "data-failure")
+      causes.push_back(std::string(f.cause) + (f.side == Side::client ? ":client" : ":server"));
+  }
+};
+
+// Logged in, then `setup` (PASV or PORT) answered as a server would.
+std::unique_ptr<SessionCore> session(Causes& rec, bool passive) {
+  auto core = std::make_unique<SessionCore>(CoreSettings{}, load_rules("rules/default.toml"),
+                                            SessionPeers{*NetAddr::parse_host_port("127.0.0.1:40000"),
+                                                         *NetAddr::parse_host_port("127.0.0.2:21")});
+  rec.core = core.get();
+  for (const char* l : {"220 hi", "331 pw", "230 in"}) {
+    core->on_server_bytes(std::string(l) + "\r\n", 0, rec);
+    if (std::string(l) == "220 hi") core->on_client_bytes("USER u\r\n", 0, rec);
+    if (std::string(l) == "331 pw") core->on_client_bytes("PASS p\r\n", 0, rec);
+  }
+  if (passive) {
+    core->on_client_bytes("PASV\r\n", 0, rec);
+    core->on_server_bytes("227 Entering Passive Mode (127,0,0,2,156,65).\r\n", 0, rec);
+  } else {
+    core->on_client_bytes("PORT 127,0,0,1,200,10\r\n", 0, rec);
+    core->on_server_bytes("200 ok\r\n", 0, rec);
+  }
+  return core;
+}
+}  // namespace
+
+TEST(DataFailure, EachCauseTheProxyCanSee) {
+  {
+    Causes rec;
+    auto core = session(rec, true);
+    core->on_data({DataEvent::closed, 0, 0, true, DataEnd::connect_timeout}, 0, rec);
+    EXPECT_EQ(rec.causes, std::vector<std::string>{"client-never-connected:client"});
+  }
+  {
+    Causes rec;
+    auto core = session(rec, false);
+    core->on_data({DataEvent::closed, 0, 0, true, DataEnd::connect_timeout}, 0, rec);
+    EXPECT_EQ(rec.causes, std::vector<std::string>{"server-refused-proxy:server"});
+  }
+  {
+    Causes rec;
+    auto core = session(rec, true);
+    core->on_data({DataEvent::closed, 0, 0, false, DataEnd::connect_failed}, 0, rec);
+    EXPECT_EQ(rec.causes, std::vector<std::string>{"server-passive-unreachable:server"});
+  }
+  {  // the proxy cut a running transfer: its 426
+    Causes rec;
+    auto core = session(rec, true);
+    core->on_data({DataEvent::opened}, 0, rec);
+    core->on_client_bytes("RETR f\r\n", 0, rec);
+    core->on_server_bytes("150 go\r\n", 0, rec);
+    core->on_data({DataEvent::closed, 10, 0, true, DataEnd::cut}, 0, rec);
+    core->on_server_bytes("426 aborted\r\n", 0, rec);
+    EXPECT_EQ(rec.causes, std::vector<std::string>{"cut-by-proxy:server"});
+  }
+  {  // a stranger knocked, then the server gave up: 425
+    Causes rec;
+    auto core = session(rec, true);
+    core->on_data({DataEvent::stranger}, 0, rec);
+    core->on_client_bytes("RETR f\r\n", 0, rec);
+    core->on_server_bytes("150 go\r\n", 0, rec);
+    core->on_server_bytes("425 no data connection\r\n", 0, rec);
+    core->on_data({DataEvent::closed, 0, 0, true, DataEnd::cut}, 0, rec);  // the proxy drops the listener
+    EXPECT_EQ(rec.causes, std::vector<std::string>{"data-peer-mismatch:client"});
+  }
+  {  // the server ended it on its own
+    Causes rec;
+    auto core = session(rec, true);
+    core->on_data({DataEvent::opened}, 0, rec);
+    core->on_client_bytes("RETR f\r\n", 0, rec);
+    core->on_server_bytes("150 go\r\n", 0, rec);
+    core->on_data({DataEvent::closed, 10, 0, false, DataEnd::peer_error}, 0, rec);
+    core->on_server_bytes("426 Connection closed; transfer aborted.\r\n", 0, rec);
+    EXPECT_EQ(rec.causes, std::vector<std::string>{"server-aborted:server"});
+  }
+  {  // a good transfer: nothing
+    Causes rec;
+    auto core = session(rec, true);
+    core->on_data({DataEvent::opened}, 0, rec);
+    core->on_client_bytes("RETR f\r\n", 0, rec);
+    core->on_server_bytes("150 go\r\n", 0, rec);
+    core->on_data({DataEvent::closed, 10, 0, false, DataEnd::complete}, 0, rec);
+    core->on_server_bytes("226 done\r\n", 0, rec);
+    EXPECT_TRUE(rec.causes.empty());
+  }
+}
