@@ -248,6 +248,10 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
     return;
   }
   if (transfer_end) cap_rule_ = nullptr;
+  if (is_transfer(done.verb) && !done.preliminary && (r.code == 425 || r.code == 426) && !client_aborted_)
+    // The server refused the transfer for want of its data connection.
+    data_failure(stranger_ ? "data-peer-mismatch" : foreign_passive_ ? "foreign-passive-address" : "server-aborted",
+                 sink);
   complete(done.verb, done.epsv_all, r.code, done.preliminary);
   if (transfer_end) transfer_.complete(r.code);
   forward_reply(r, &done, latency, now_us, sink, transfer_end && !settings_.observe);

@@ -31,8 +31,7 @@ def test_client_never_connected(server, make_proxy, tmp_path):
 
 def test_server_passive_unreachable(scripted_server, make_proxy):
     port = closed_port()
-    up = scripted_server({"PASV": f"227 Entering Passive Mode (127,0,0,1,{port >> 8},{port & 255}).\r\n".encode(),
-                          "TYPE": b"200 ok\r\n"})
+    up = scripted_server({"PASV": pasv_reply("127.0.0.1", port), "TYPE": b"200 ok\r\n"})
     proxy = make_proxy(up, mode="enforce")
     with RawClient.to(Target.via(proxy, up)) as c:
         c.login(up.user, up.password)
@@ -43,3 +42,57 @@ def test_server_passive_unreachable(scripted_server, make_proxy):
         assert d.recv(10) == b""  # the client's leg is closed
         d.close()
         c.quit()
+
+
+def test_server_refused_proxy(scripted_server, make_proxy, tmp_path):
+    """Active mode: the server says 150 but never connects to the proxy's port."""
+    conf = tmp_path / "d.toml"
+    conf.write_text("[data]\nconnect_timeout_s = 1\n")
+    up = scripted_server({"PORT": b"200 PORT ok.\r\n", "EPRT": b"200 EPRT ok.\r\n",
+                          "RETR": b"150 Opening data connection.\r\n"})
+    proxy = make_proxy(up, mode="enforce", extra_args=["--config", str(conf)])
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    port = lst.getsockname()[1]
+    with RawClient.to(Target.via(proxy, up)) as c:
+        c.login(up.user, up.password)
+        assert c.cmd(f"PORT 127,0,0,1,{port >> 8},{port & 255}").code == 200
+        c.send(b"RETR f\r\n")
+        assert c.reply().code == 150
+        f = proxy.wait_event("server_finding", rule="data-failure", timeout=10)
+        assert f["cause"] == "server-refused-proxy", f
+    lst.close()
+
+
+def pasv_reply(host: str, port: int) -> bytes:
+    return f"227 Entering Passive Mode ({host.replace('.', ',')},{port >> 8},{port & 255}).\r\n".encode()
+
+
+def test_data_peer_mismatch_then_the_server_gives_up(scripted_server, make_proxy):
+    """A stranger knocks on the passive port; the server's transfer fails."""
+    up = scripted_server({"PASV": pasv_reply("127.0.0.1", closed_port()),
+                          "RETR": b"425 Can't open data connection.\r\n"})
+    proxy = make_proxy(up, mode="enforce")
+    with RawClient.to(Target.via(proxy, up)) as c:
+        c.login(up.user, up.password)
+        host, dport = c.pasv()
+        thief = socket.create_connection((host, dport), timeout=10, source_address=("127.0.0.2", 0))
+        proxy.wait_event("violation", rule="data-peer-mismatch")
+        assert c.cmd("RETR f").code == 425
+        f = proxy.wait_event("violation", rule="data-failure")
+        assert f["cause"] == "data-peer-mismatch", f
+        thief.close()
+
+
+def test_foreign_passive_address_then_the_server_gives_up(scripted_server, make_proxy):
+    up = scripted_server({"PASV": pasv_reply("10.9.8.7", closed_port()),
+                          "RETR": b"425 Can't open data connection.\r\n"})
+    proxy = make_proxy(up, mode="enforce")
+    with RawClient.to(Target.via(proxy, up)) as c:
+        c.login(up.user, up.password)
+        c.pasv()
+        assert c.cmd("RETR f").code == 425
+        assert proxy.wait_event("server_finding", rule="pasv-foreign-address")
+        f = proxy.wait_event("server_finding", rule="data-failure")
+        assert f["cause"] == "foreign-passive-address", f

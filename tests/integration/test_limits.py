@@ -356,6 +356,8 @@ def test_data_stall_timeout_upload(server, make_proxy, tmp_path, unique_name):
     assert dc["session"] == ev["session"] and dc["complete"] is False and dc["bytes_up"] == 100_000
     t = proxy.wait_event("transfer", verb="STOR")
     assert t["code"] == 426 and t["bytes"] == 100_000
+    f = proxy.wait_event("server_finding", rule="data-failure")
+    assert f["cause"] == "cut-by-proxy" and f["session"] == ev["session"], f
     # the server saw the STOR end early (what it answered is its own business)
     end = time.monotonic() + 3
     while not [e for e in server.replies(mark) if e.code and e.code >= 200]:
