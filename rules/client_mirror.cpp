@@ -68,9 +68,9 @@ std::uint32_t check_argument(const Command& cmd, bool& epsv_all, std::optional<N
 
 const Rule* SessionCore::sequence_rejection(const Command& cmd, std::uint32_t state) const {
   if (settings_.observe) return nullptr;
-  for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
+  for (std::uint16_t idx : rules_->sequence_for(cmd.verb)) {
     const Rule& r = rules_->rules()[idx];
-    if (!r.policy && r.fires(state) && r.action(settings_.mode) == RuleAction::reject) return &r;
+    if (r.fires(state) && r.action(settings_.mode) == RuleAction::reject) return &r;
   }
   return nullptr;
 }
@@ -97,9 +97,9 @@ void SessionCore::set_user(std::string_view user) {
 const Rule* SessionCore::policy_decision(const Command& cmd, std::uint32_t state,
                                          std::optional<std::string_view> path) {
   bool args_matched = false;
-  for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
+  for (std::uint16_t idx : rules_->policy_for(cmd.verb)) {
     const Rule& r = rules_->rules()[idx];
-    if (!r.policy || !r.fires(state) || !r.applies(cmd.verb, cmd.arg)) continue;
+    if (!r.fires(state) || !r.applies(cmd.verb, cmd.arg)) continue;
     if (r.action(settings_.mode) == RuleAction::ignore || !who_ok(idx)) continue;
     if (r.match.arg) {
       if (r.match.arg_slot < 0 || !rules_->has_arg_patterns()) {
@@ -244,9 +244,9 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   sink.on_command({cmd.verb, cmd.verb_text, cmd.arg, line.offset, policy ? std::string_view(policy->id) : "",
                    policy_path});
   std::int32_t flagged = -1;
-  for (std::uint16_t idx : rules_->for_verb(cmd.verb)) {
+  for (std::uint16_t idx : rules_->sequence_for(cmd.verb)) {
     const Rule& r = rules_->rules()[idx];
-    if (r.policy || !r.fires(st)) continue;
+    if (!r.fires(st)) continue;
     const RuleAction act = r.action(settings_.mode);
     if (act == RuleAction::ignore) continue;
     const bool reject = &r == rejecting;

@@ -131,12 +131,32 @@ bool PolicyMatch::path_matches(std::optional<std::string_view> path, std::string
   if (!path) return false;
   if (!paths.empty()) {
     bool any = false;
-    for (const auto& g : paths) any = any || path_glob_match(g, *path, home);
+    for (std::size_t i = 0; i < paths.size() && !any; ++i)
+      any = path->substr(0, path_prefixes[i].size()) == path_prefixes[i] && path_glob_match(paths[i], *path, home);
     if (!any) return false;
   }
   for (const auto& g : not_paths)
     if (path_glob_match(g, *path, home)) return false;
   return true;
+}
+
+void PolicyMatch::compile_paths() {
+  path_prefixes.clear();
+  for (const auto& g : paths) {
+    // Whole literal segments before the first one with a wildcard.
+    std::size_t end = 0;
+    if (g.front() == '/') {
+      for (std::size_t i = 1; i <= g.size(); ++i) {
+        if (i == g.size() || g[i] == '/') {
+          const std::string_view seg(g.data() + end + 1, i - end - 1);
+          if (seg.find_first_of("*?") != std::string_view::npos) break;
+          end = i;
+        }
+      }
+    }
+    // "/srv/ftp" from "/srv/ftp/**"; the path "/srv/ftp" itself matches too.
+    path_prefixes.push_back(g.substr(0, end));
+  }
 }
 
 bool PolicyMatch::matches(const PolicySubject& s) const {

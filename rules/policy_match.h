@@ -58,6 +58,10 @@ struct PolicyMatch {
   std::shared_ptr<const re2::RE2> arg;
   int arg_slot = -1;               // its pattern's index in the rule set's RE2::Set
   std::vector<std::string> paths, not_paths;  // path globs (server_path.h)
+  // Each of `paths`' literal start up to its first wildcard segment ("" for
+  // a `~/` glob): a path that does not start with it cannot match.
+  std::vector<std::string> path_prefixes;
+  void compile_paths();
   bool wants_path() const { return !paths.empty() || !not_paths.empty(); }
   bool empty() const { return users.empty() && clients.empty() && !arg && !wants_path(); }
   // Who: the login name and the client's address, fixed for a session

@@ -404,6 +404,10 @@ std::vector<std::string> RuleSet::shadow_warnings() const {
 void RuleSet::match_args(std::string_view arg, std::vector<int>& hits) const {
   hits.clear();
   if (!arg_set_) return;
+  // What any pattern can match starts with arg_prefix_ and is not below
+  // arg_min_; a match is a prefix of the argument, so an argument that does
+  // not start so, or sorts below, needs no pass.
+  if (arg_bounded_ && (arg.substr(0, arg_prefix_.size()) != arg_prefix_ || arg < std::string_view(arg_min_))) return;
   // Which patterns matched takes RE2 an allocation; whether any did does
   // not, and usually none does.
   const re2::StringPiece text(arg.data(), arg.size());
@@ -412,7 +416,10 @@ void RuleSet::match_args(std::string_view arg, std::vector<int>& hits) const {
 
 void RuleSet::compile() {
   uses_paths_ = false;
-  for (const auto& r : rules_) uses_paths_ = uses_paths_ || r.match.wants_path();
+  for (auto& r : rules_) {
+    uses_paths_ = uses_paths_ || r.match.wants_path();
+    r.match.compile_paths();
+  }
   // The arg patterns, each already checked alone at load.
   RE2::Options o;
   o.set_log_errors(false);
@@ -426,11 +433,36 @@ void RuleSet::compile() {
     if (r.match.arg_slot >= 0) ++slots;
   }
   arg_set_ = slots > 0 && set->Compile() ? std::move(set) : nullptr;
-  for (auto& v : by_verb_) v.clear();
+  arg_bounded_ = arg_set_ != nullptr;
+  arg_min_.clear();
+  arg_max_.clear();
+  bool first = true;
+  for (const auto& r : rules_) {
+    if (!r.match.arg || !arg_bounded_) continue;
+    std::string lo, hi;
+    // The range holds for matches anchored at the start: only a pattern that
+    // is (^...) bounds what PartialMatch can find. 64 bytes of it suffice.
+    if (r.match.arg->pattern().rfind('^', 0) != 0 || !r.match.arg->PossibleMatchRange(&lo, &hi, 64)) {
+      arg_bounded_ = false;
+      break;
+    }
+    if (first || lo < arg_min_) arg_min_ = lo;
+    if (first || hi > arg_max_) arg_max_ = hi;
+    first = false;
+  }
+  // Every string in [min, max] starts with their common prefix.
+  std::size_t common = 0;
+  while (common < arg_min_.size() && common < arg_max_.size() && arg_min_[common] == arg_max_[common]) ++common;
+  arg_prefix_ = arg_min_.substr(0, common);
+  for (auto* table : {&by_verb_, &seq_by_verb_, &policy_by_verb_})
+    for (auto& v : *table) v.clear();
   for (std::size_t i = 0; i < rules_.size(); ++i) {
     const VerbMatch& m = matches_[i];
-    for (std::size_t v = 0; v < kVerbCount; ++v)
-      if ((m.all || m.in[v]) && !m.except[v]) by_verb_[v].push_back(static_cast<std::uint16_t>(i));
+    for (std::size_t v = 0; v < kVerbCount; ++v) {
+      if (!(m.all || m.in[v]) || m.except[v]) continue;
+      by_verb_[v].push_back(static_cast<std::uint16_t>(i));
+      (rules_[i].policy ? policy_by_verb_ : seq_by_verb_)[v].push_back(static_cast<std::uint16_t>(i));
+    }
   }
 }
 

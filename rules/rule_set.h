@@ -96,6 +96,9 @@ class RuleSet {
   const std::vector<Rule>& rules() const { return rules_; }
   // Indices of the rules that may fire for a verb, in file order.
   const std::vector<std::uint16_t>& for_verb(Verb v) const { return by_verb_[static_cast<std::size_t>(v)]; }
+  // The same, split: the sequence rules, and the policy rules.
+  const std::vector<std::uint16_t>& sequence_for(Verb v) const { return seq_by_verb_[static_cast<std::size_t>(v)]; }
+  const std::vector<std::uint16_t>& policy_for(Verb v) const { return policy_by_verb_[static_cast<std::size_t>(v)]; }
   const Rule* find(std::string_view id) const;
   // A rule matches on paths: sessions learn their login directory and track
   // their working directory.
@@ -143,7 +146,12 @@ class RuleSet {
     std::array<bool, kVerbCount> except{};
   };
   std::vector<VerbMatch> matches_;
-  std::array<std::vector<std::uint16_t>, kVerbCount> by_verb_;
+  std::array<std::vector<std::uint16_t>, kVerbCount> by_verb_, seq_by_verb_, policy_by_verb_;
+  // Every string an arg pattern can match lies in [arg_min_, arg_max_] (RE2's
+  // PossibleMatchRange over all of them), so starts with arg_prefix_; without
+  // a bound, arg_bounded_ is false.
+  std::string arg_min_, arg_max_, arg_prefix_;
+  bool arg_bounded_ = false;
   bool uses_paths_ = false;
   std::string version_;
   std::shared_ptr<const re2::RE2::Set> arg_set_;

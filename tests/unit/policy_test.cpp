@@ -473,3 +473,30 @@ TEST(UploadCap, LogModeLetsTheUploadRunAndLogsTheOverrunOnce) {
   EXPECT_EQ(r.rec.to_client, "226 Transfer complete.\r\n");
   EXPECT_EQ(r.rec.transfers.back().bytes, 5000u);
 }
+
+TEST(PolicyRules, ArgPatternsAnchoredOrNotMatchTheSame) {
+  // The quick range check may only skip what no pattern can match.
+  auto rs = with_defaults(
+      "[[rule]]\nid = \"a\"\nverbs = [\"SITE\"]\narg = \"^EXEC\"\nenforce = \"reject\"\n"
+      "[[rule]]\nid = \"b\"\nverbs = [\"SITE\"]\narg = \"^CHMOD 7\"\nenforce = \"reject\"\n");
+  ASSERT_TRUE(rs);
+  std::vector<int> hits;
+  for (const char* arg : {"EXEC ls", "EXECUTE", "CHMOD 777 f"}) {
+    rs->match_args(arg, hits);
+    EXPECT_EQ(hits.size(), 1u) << arg;
+  }
+  for (const char* arg : {"HELP", "", "AEXEC", "chmod 777 f", "ZZZ"}) {
+    rs->match_args(arg, hits);
+    EXPECT_TRUE(hits.empty()) << arg;
+  }
+  // Matches of different lengths: a short one is found in an argument that
+  // sorts above the longest.
+  auto var = with_defaults("[[rule]]\nid = \"v\"\nverbs = [\"SITE\"]\narg = \"^EX(EC)?\"\nenforce = \"reject\"\n");
+  ASSERT_TRUE(var);
+  var->match_args("EXZ", hits);
+  EXPECT_EQ(hits.size(), 1u);
+  auto un = with_defaults("[[rule]]\nid = \"u\"\nverbs = [\"SITE\"]\narg = \"EXEC\"\nenforce = \"reject\"\n");
+  ASSERT_TRUE(un);
+  un->match_args("AEXEC", hits);  // unanchored: found anywhere
+  EXPECT_EQ(hits.size(), 1u);
+}
