@@ -76,43 +76,54 @@ const Rule* SessionCore::sequence_rejection(const Command& cmd, std::uint32_t st
 }
 
 std::optional<std::string_view> SessionCore::command_path(const Command& cmd) {
+  // Resolved once per command, and only when something asks.
+  if (path_ready_) return path_view_;
+  path_ready_ = true;
+  path_view_.reset();
   if (!rules_->uses_paths()) return std::nullopt;
   const auto arg = path_argument(cmd.verb, cmd.arg);
   if (!arg) return std::nullopt;
   resolve_path(cwd_, *arg, path_);
-  return path_;
-}
-
-bool SessionCore::who_ok(std::size_t rule) {
-  if (who_.size() != rules_->rules().size()) who_.assign(rules_->rules().size(), 0);
-  if (who_[rule] == 0) who_[rule] = rules_->rules()[rule].match.who_matches(user_, &peers_.client) ? 1 : 2;
-  return who_[rule] == 1;
+  return path_view_ = path_;
 }
 
 void SessionCore::set_user(std::string_view user) {
   user_.assign(user);
-  std::fill(who_.begin(), who_.end(), 0);
+  // Who each policy rule is for, decided now for every command of this login.
+  who_.assign(rules_->mask_words(), 0);
+  const auto& rules = rules_->rules();
+  for (std::size_t i = 0; i < rules.size(); ++i)
+    if (rules[i].policy && rules[i].match.who_matches(user_, &peers_.client)) who_[i / 64] |= std::uint64_t{1} << (i % 64);
 }
 
-const Rule* SessionCore::policy_decision(const Command& cmd, std::uint32_t state,
-                                         std::optional<std::string_view> path) {
-  bool args_matched = false;
-  for (std::uint16_t idx : rules_->policy_for(cmd.verb)) {
-    const Rule& r = rules_->rules()[idx];
-    if (!r.fires(state) || !r.applies(cmd.verb, cmd.arg)) continue;
-    if (r.action(settings_.mode) == RuleAction::ignore || !who_ok(idx)) continue;
-    if (r.match.arg) {
-      if (r.match.arg_slot < 0 || !rules_->has_arg_patterns()) {
-        if (!r.match.matches({user_, &peers_.client, cmd.arg, path, home_})) continue;
-      } else {
-        if (!args_matched) {
-          rules_->match_args(cmd.arg, arg_hits_);  // every pattern in one pass, once per command
-          args_matched = true;
-        }
-        if (std::find(arg_hits_.begin(), arg_hits_.end(), r.match.arg_slot) == arg_hits_.end()) continue;
+const Rule* SessionCore::policy_decision(const Command& cmd, std::uint32_t state) {
+  if (rules_->policy_for(cmd.verb).empty()) return nullptr;
+  if (who_.empty()) set_user(user_);  // before any USER: who is the empty name
+  // One pass over the argument answers every arg pattern; none matched
+  // (the usual case) takes every rule with one out of the running.
+  bool any_arg = false;
+  if (rules_->has_arg_patterns()) {
+    rules_->match_args(cmd.arg, arg_hits_);
+    any_arg = !arg_hits_.empty();
+  }
+  const auto& verb_mask = rules_->policy_mask(cmd.verb);
+  const auto& arg_mask = rules_->arg_mask();
+  for (std::size_t w = 0; w < verb_mask.size(); ++w) {
+    std::uint64_t cand = verb_mask[w] & who_[w];
+    if (!any_arg && rules_->has_arg_patterns()) cand &= ~arg_mask[w];
+    while (cand) {  // ascending: file order
+      const std::size_t idx = w * 64 + static_cast<std::size_t>(__builtin_ctzll(cand));
+      cand &= cand - 1;
+      const Rule& r = rules_->rules()[idx];
+      if (!r.fires(state) || !r.applies(cmd.verb, cmd.arg) || r.action(settings_.mode) == RuleAction::ignore) continue;
+      if (r.match.arg) {
+        const bool hit = r.match.arg_slot >= 0 && rules_->has_arg_patterns()
+                             ? std::find(arg_hits_.begin(), arg_hits_.end(), r.match.arg_slot) != arg_hits_.end()
+                             : r.match.matches({user_, &peers_.client, cmd.arg, command_path(cmd), home_});
+        if (!hit) continue;
       }
+      if (!r.match.wants_path() || r.match.path_matches(command_path(cmd), home_)) return &r;
     }
-    if (r.match.path_matches(path, home_)) return &r;
   }
   return nullptr;
 }
@@ -237,10 +248,19 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   // rejects answers. Then, unless one rejected, the first policy rule that
   // matches decides; an `allow` ends the policy rules, never the checks below.
   const std::uint32_t st = state_ | line_state;
-  const std::optional<std::string_view> path = command_path(cmd);
+  path_ready_ = false;  // this command's path: resolved when first asked for
   const Rule* rejecting = sequence_rejection(cmd, st);
-  const Rule* policy = rejecting ? nullptr : policy_decision(cmd, st, path);
-  const std::string_view policy_path = policy && path ? *path : std::string_view{};
+  const Rule* policy = rejecting ? nullptr : policy_decision(cmd, st);
+  const bool moves = cmd.verb == Verb::CWD || cmd.verb == Verb::XCWD || cmd.verb == Verb::CDUP || cmd.verb == Verb::XCUP;
+  std::string_view path;  // for the audit record and directory tracking
+  bool have_path = false;
+  if (policy || moves) {
+    if (const auto p = command_path(cmd)) {
+      path = *p;
+      have_path = true;
+    }
+  }
+  const std::string_view policy_path = policy && have_path ? path : std::string_view{};
   sink.on_command({cmd.verb, cmd.verb_text, cmd.arg, line.offset, policy ? std::string_view(policy->id) : "",
                    policy_path});
   std::int32_t flagged = -1;
@@ -284,8 +304,7 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
       finding(sink, "port-bounce", "data address is not the client's own or uses a port below 1024",
               Severity::error, Side::client, &cmd, FindingAction::logged, 0, line.offset);
     pending_.push({cmd.verb, cmd.verb, false, false, epsv_all, now_us, false, flagged});
-    if (path && (cmd.verb == Verb::CWD || cmd.verb == Verb::XCWD || cmd.verb == Verb::CDUP || cmd.verb == Verb::XCUP))
-      cwd_target_.assign(*path);
+    if (have_path && moves) cwd_target_.assign(path);
     if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
     if (cmd.verb == Verb::USER) {
       state_ |= pbit(Predicate::user_sent);
@@ -329,8 +348,7 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
     if (line.telnet & (telnet_ip | telnet_dm)) urgent = "\xff\xf4\xff\xf2";
   }
   const std::string_view to_send = normalized(line.text, urgent);
-  if (path && (cmd.verb == Verb::CWD || cmd.verb == Verb::XCWD || cmd.verb == Verb::CDUP || cmd.verb == Verb::XCUP))
-    cwd_target_.assign(*path);
+  if (have_path && moves) cwd_target_.assign(path);
   if (is_transfer(cmd.verb)) transfer_path_.assign(cmd.arg);
   if (cmd.verb == Verb::USER) {
     state_ |= pbit(Predicate::user_sent);

@@ -456,12 +456,17 @@ void RuleSet::compile() {
   arg_prefix_ = arg_min_.substr(0, common);
   for (auto* table : {&by_verb_, &seq_by_verb_, &policy_by_verb_})
     for (auto& v : *table) v.clear();
+  for (auto& m : policy_mask_by_verb_) m.assign(mask_words(), 0);
+  arg_mask_.assign(mask_words(), 0);
+  for (std::size_t i = 0; i < rules_.size(); ++i)
+    if (rules_[i].match.arg) arg_mask_[i / 64] |= std::uint64_t{1} << (i % 64);
   for (std::size_t i = 0; i < rules_.size(); ++i) {
     const VerbMatch& m = matches_[i];
     for (std::size_t v = 0; v < kVerbCount; ++v) {
       if (!(m.all || m.in[v]) || m.except[v]) continue;
       by_verb_[v].push_back(static_cast<std::uint16_t>(i));
       (rules_[i].policy ? policy_by_verb_ : seq_by_verb_)[v].push_back(static_cast<std::uint16_t>(i));
+      if (rules_[i].policy) policy_mask_by_verb_[v][i / 64] |= std::uint64_t{1} << (i % 64);
     }
   }
 }

@@ -96,6 +96,12 @@ class RuleSet {
   const std::vector<Rule>& rules() const { return rules_; }
   // Indices of the rules that may fire for a verb, in file order.
   const std::vector<std::uint16_t>& for_verb(Verb v) const { return by_verb_[static_cast<std::size_t>(v)]; }
+  // Rule indices as bits (64 a word): the policy rules for a verb, and those
+  // among all rules with an arg pattern.
+  using Mask = std::vector<std::uint64_t>;
+  const Mask& policy_mask(Verb v) const { return policy_mask_by_verb_[static_cast<std::size_t>(v)]; }
+  const Mask& arg_mask() const { return arg_mask_; }
+  std::size_t mask_words() const { return (rules_.size() + 63) / 64; }
   // The same, split: the sequence rules, and the policy rules.
   const std::vector<std::uint16_t>& sequence_for(Verb v) const { return seq_by_verb_[static_cast<std::size_t>(v)]; }
   const std::vector<std::uint16_t>& policy_for(Verb v) const { return policy_by_verb_[static_cast<std::size_t>(v)]; }
@@ -147,6 +153,8 @@ class RuleSet {
   };
   std::vector<VerbMatch> matches_;
   std::array<std::vector<std::uint16_t>, kVerbCount> by_verb_, seq_by_verb_, policy_by_verb_;
+  std::array<Mask, kVerbCount> policy_mask_by_verb_;
+  Mask arg_mask_;
   // Every string an arg pattern can match lies in [arg_min_, arg_max_] (RE2's
   // PossibleMatchRange over all of them), so starts with arg_prefix_; without
   // a bound, arg_bounded_ is false.

@@ -198,8 +198,7 @@ class SessionCore {
   void handle_bad_line(const Line& line, std::uint32_t framing, CoreSink& sink);
   bool over_rate(std::uint64_t now_us);
   const Rule* sequence_rejection(const Command& cmd, std::uint32_t state) const;
-  const Rule* policy_decision(const Command& cmd, std::uint32_t state, std::optional<std::string_view> path);
-  bool who_ok(std::size_t rule);
+  const Rule* policy_decision(const Command& cmd, std::uint32_t state);
   void set_user(std::string_view user);
   std::optional<std::string_view> command_path(const Command& cmd);
   bool track_paths(const Pending& done, const Reply& r, CoreSink& sink, std::uint64_t now_us);
@@ -251,11 +250,13 @@ class SessionCore {
   // Paths (when a rule matches on them): the login directory, the working
   // directory, where a CWD in flight goes, and the current command's path.
   std::string home_ = "/", cwd_ = "/", cwd_target_, path_;
+  std::optional<std::string_view> path_view_;  // path_ for the current command, once resolved
+  bool path_ready_ = false;
   bool home_known_ = false;
-  // Policy caches: whether each rule's users/clients match this session (0
-  // not known yet, 1 yes, 2 no; cleared by USER), the arg patterns that
-  // matched the current command.
-  std::vector<std::uint8_t> who_;
+  // Policy caches: the rules whose users/clients match this session, as bits
+  // (computed once per USER; empty until then: every rule's who is checked
+  // on its own), the arg patterns that matched the current command.
+  RuleSet::Mask who_;
   std::vector<int> arg_hits_;
   std::uint32_t state_ = 0;
   std::uint32_t bad_lines_ = 0;
