@@ -286,9 +286,9 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   }
   if (policy && policy->action(settings_.mode) != RuleAction::allow) {
     const bool reject = policy->action(settings_.mode) == RuleAction::reject && !settings_.observe;
-    sink.on_finding({policy->id, policy->description, policy->severity, Side::client, cmd.verb, cmd.verb_text,
-                     reject ? FindingAction::rejected : FindingAction::logged, reject ? policy->reply_code : 0,
-                     line.offset, policy_path});
+    finding(sink, policy->id, policy->description, policy->severity, Side::client, &cmd,
+            reject ? FindingAction::rejected : FindingAction::logged, reject ? policy->reply_code : 0, line.offset,
+            policy_path);
     if (reject) rejecting = policy;
   }
   if (rejecting) {

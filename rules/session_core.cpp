@@ -63,9 +63,10 @@ void SessionCore::finish(std::uint64_t now_us, CoreSink& sink) {
 }
 
 void SessionCore::finding(CoreSink& sink, std::string_view rule, std::string_view msg, Severity sev, Side side,
-                          const Command* cmd, FindingAction act, int code, std::uint64_t offset) {
+                          const Command* cmd, FindingAction act, int code, std::uint64_t offset,
+                          std::string_view path, std::string_view cause) {
   Finding f{rule, msg, sev, side, cmd ? cmd->verb : Verb::unknown, cmd ? cmd->verb_text : std::string_view{},
-            act, code, offset};
+            act, code, offset, path, cause};
   sink.on_finding(f);
 }
 
@@ -145,10 +146,11 @@ void SessionCore::release_completion(std::uint64_t now_us, CoreSink& sink) {
 void SessionCore::upload_capped(bool cut, CoreSink& sink) {
   if (!cap_rule_ || cap_hit_) return;
   const Rule& r = *cap_rule_;
-  const Verb v = transfer_.active() ? transfer_.verb() : Verb::STOR;
-  sink.on_finding({r.id, r.description, r.severity, Side::client, v, name_of(v),
-                   cut ? FindingAction::rejected : FindingAction::logged, cut ? r.reply_code : 0, reply_offset_,
-                   cap_path_});
+  Command cmd;
+  cmd.verb = transfer_.active() ? transfer_.verb() : Verb::STOR;
+  cmd.verb_text = name_of(cmd.verb);
+  finding(sink, r.id, r.description, r.severity, Side::client, &cmd, cut ? FindingAction::rejected : FindingAction::logged,
+          cut ? r.reply_code : 0, reply_offset_, cap_path_);
   if (!cut) {
     cap_rule_ = nullptr;  // logged once; the transfer runs to its end
     return;
@@ -170,9 +172,8 @@ void SessionCore::data_failure(std::string_view cause, CoreSink& sink) {
   Command cmd;
   cmd.verb = transfer_.active() ? transfer_.verb() : Verb::unknown;
   cmd.verb_text = cmd.verb == Verb::unknown ? std::string_view{} : name_of(cmd.verb);
-  sink.on_finding({"data-failure", "the data connection failed", Severity::warning,
-                   client ? Side::client : Side::server, cmd.verb, cmd.verb_text, FindingAction::logged, 0,
-                   reply_offset_, {}, cause});
+  finding(sink, "data-failure", "the data connection failed", Severity::warning, client ? Side::client : Side::server,
+          &cmd, FindingAction::logged, 0, reply_offset_, {}, cause);
 }
 
 // ---------------------------------------------------------------- the end

@@ -181,7 +181,6 @@ class SessionCore {
   void finish(std::uint64_t now_us, CoreSink& sink);
 
   bool closed() const { return closed_ || ended_; }
-  std::uint32_t state_bits() const { return state_; }
   bool logged_in() const { return (state_ & pbit(Predicate::logged_in)) != 0; }
   bool transfer_running() const { return (state_ & pbit(Predicate::transfer_running)) != 0; }
   // Commands still owed a reply (a QUIT whose early 221 is held counts).
@@ -189,7 +188,6 @@ class SessionCore {
   bool client_paused() const { return paused_; }
   std::size_t client_backlog() const { return client_backlog_.size(); }
   const RuleSet& rules() const { return *rules_; }
-  const CoreSettings& settings() const { return settings_; }
 
  private:
   // client_mirror.cpp
@@ -220,7 +218,8 @@ class SessionCore {
   void to_client(std::string_view bytes, CoreSink& sink);
   void proxy_reply(std::string_view line, const Command& cmd, std::uint64_t offset, CoreSink& sink);
   void finding(CoreSink& sink, std::string_view rule, std::string_view msg, Severity sev, Side side, const Command* cmd,
-               FindingAction act, int code, std::uint64_t offset);
+               FindingAction act, int code, std::uint64_t offset, std::string_view path = {},
+               std::string_view cause = {});
   void complete(Verb verb, bool epsv_all, int code, bool had_preliminary);
   void hold_completion(std::string_view raw, std::uint64_t now_us, CoreSink& sink);
   void release_completion(std::uint64_t now_us, CoreSink& sink);
