@@ -108,9 +108,18 @@ const Rule* SessionCore::policy_decision(const Command& cmd, std::uint32_t state
   }
   const auto& verb_mask = rules_->policy_mask(cmd.verb);
   const auto& arg_mask = rules_->arg_mask();
+  const PathIndex& paths = rules_->path_index();
+  bool path_known = false;  // path_cand_ holds this command's indexed path rules
   for (std::size_t w = 0; w < verb_mask.size(); ++w) {
     std::uint64_t cand = verb_mask[w] & who_[w];
     if (!any_arg && rules_->has_arg_patterns()) cand &= ~arg_mask[w];
+    if (cand & paths.indexed()[w]) {
+      // One lookup per segment of the path takes out every path rule it
+      // cannot match.
+      if (!path_known) paths.candidates(command_path(cmd), path_cand_);
+      path_known = true;
+      cand &= ~paths.indexed()[w] | path_cand_[w];
+    }
     while (cand) {  // ascending: file order
       const std::size_t idx = w * 64 + static_cast<std::size_t>(__builtin_ctzll(cand));
       cand &= cand - 1;

@@ -143,19 +143,25 @@ bool PolicyMatch::path_matches(std::optional<std::string_view> path, std::string
 void PolicyMatch::compile_paths() {
   path_prefixes.clear();
   for (const auto& g : paths) {
-    // Whole literal segments before the first one with a wildcard.
-    std::size_t end = 0;
+    // Whole literal segments before the first one with a wildcard, joined
+    // by one '/' as in a normalised path: "/srv/ftp" from "/srv//ftp/**"
+    // (the path "/srv/ftp" itself matches that glob too). "" for a `~/` glob
+    // or one whose first segment has a wildcard.
+    std::string prefix;
     if (g.front() == '/') {
-      for (std::size_t i = 1; i <= g.size(); ++i) {
-        if (i == g.size() || g[i] == '/') {
-          const std::string_view seg(g.data() + end + 1, i - end - 1);
-          if (seg.find_first_of("*?") != std::string_view::npos) break;
-          end = i;
-        }
+      std::string_view rest(g);
+      while (!rest.empty()) {
+        const auto start = rest.find_first_not_of('/');
+        if (start == std::string_view::npos) break;
+        rest.remove_prefix(start);
+        const std::string_view seg = rest.substr(0, rest.find('/'));
+        if (seg.find_first_of("*?") != std::string_view::npos) break;
+        prefix += '/';
+        prefix += seg;
+        rest.remove_prefix(seg.size());
       }
     }
-    // "/srv/ftp" from "/srv/ftp/**"; the path "/srv/ftp" itself matches too.
-    path_prefixes.push_back(g.substr(0, end));
+    path_prefixes.push_back(std::move(prefix));
   }
 }
 

@@ -372,6 +372,7 @@ void RuleSet::compile() {
     uses_paths_ = uses_paths_ || r.match.wants_path();
     r.match.compile_paths();
   }
+  path_index_.build(rules_);
   // The arg patterns, each already checked alone at load.
   RE2::Options o;
   o.set_log_errors(false);

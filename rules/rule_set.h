@@ -25,6 +25,7 @@
 
 #include <re2/set.h>
 
+#include "path_index.h"
 #include "policy_match.h"
 #include "verbs.h"
 
@@ -101,6 +102,8 @@ class RuleSet {
   using Mask = std::vector<std::uint64_t>;
   const Mask& policy_mask(Verb v) const { return policy_mask_by_verb_[static_cast<std::size_t>(v)]; }
   const Mask& arg_mask() const { return arg_mask_; }
+  // The policy rules with path globs, by their globs' literal starts.
+  const PathIndex& path_index() const { return path_index_; }
   std::size_t mask_words() const { return (rules_.size() + 63) / 64; }
   // The same, split: the sequence rules, and the policy rules.
   const std::vector<std::uint16_t>& sequence_for(Verb v) const { return seq_by_verb_[static_cast<std::size_t>(v)]; }
@@ -161,6 +164,7 @@ class RuleSet {
   std::string arg_min_, arg_max_, arg_prefix_;
   bool arg_bounded_ = false;
   bool uses_paths_ = false;
+  PathIndex path_index_;
   std::string version_;
   std::shared_ptr<const re2::RE2::Set> arg_set_;
 };

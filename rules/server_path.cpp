@@ -21,7 +21,8 @@ void resolve_path(std::string_view cwd, std::string_view arg, std::string& out) 
       (out += '/') += seg;
     }
   };
-  if (arg.empty() || arg.front() != '/') walk(cwd);
+  // The working directory is normalised already: taken as it is.
+  if ((arg.empty() || arg.front() != '/') && cwd != "/") out.assign(cwd);
   walk(arg);
   if (out.empty()) out = "/";
 }

@@ -101,8 +101,12 @@ class CoreSink {
   // by address and may answer with SessionCore::on_login_limit.
   virtual void on_login_failed() {}
   // The server accepted a login (230) as `user`: the caller counts sessions
-  // by user and may answer with SessionCore::end(EndReason::user_sessions).
-  virtual void on_logged_in(std::string_view user) { (void)user; }
+  // by user. False: the user has all the sessions allowed, and the core
+  // ends this one with 421 instead of passing the 230 on.
+  virtual bool on_logged_in(std::string_view user) {
+    (void)user;
+    return true;
+  }
   // Decisions.
   virtual void send_to_server(std::string_view bytes) { (void)bytes; }
   virtual void send_to_client(std::string_view bytes) { (void)bytes; }
@@ -223,7 +227,8 @@ class SessionCore {
   void complete(Verb verb, bool epsv_all, int code, bool had_preliminary);
   void hold_completion(std::string_view raw, std::uint64_t now_us, CoreSink& sink);
   void release_completion(std::uint64_t now_us, CoreSink& sink);
-  void data_failure(std::string_view cause, CoreSink& sink);
+  // `verb`: the transfer it failed (the one running, when unknown).
+  void data_failure(std::string_view cause, CoreSink& sink, Verb verb = Verb::unknown);
   void upload_capped(bool cut, CoreSink& sink);
   void close(EndReason reason, CoreSink& sink);
   void check_finished(CoreSink& sink);
@@ -257,6 +262,7 @@ class SessionCore {
   // on its own), the arg patterns that matched the current command.
   RuleSet::Mask who_;
   std::vector<int> arg_hits_;
+  RuleSet::Mask path_cand_;  // the path index's answer for the command at hand
   std::uint32_t state_ = 0;
   std::uint32_t bad_lines_ = 0;
   std::uint64_t rate_tokens_ = 0, rate_at_us_ = 0;  // command_rate: tokens in millionths, last refill
