@@ -117,7 +117,6 @@ void Session::sync_backpressure() {
 
 void Session::after_core() {
   if (login_limit_ && !closing_) core_->on_login_limit(*this);
-  if (user_limit_ && !closing_) core_->end(EndReason::user_sessions, *this);
   if (!closing_) sync_backpressure();
 }
 
@@ -259,11 +258,12 @@ void Session::on_login_failed() {
   if (host_.login_failed(peer_)) login_limit_ = true;
 }
 
-void Session::on_logged_in(std::string_view user) {
+bool Session::on_logged_in(std::string_view user) {
   if (counted_user_) host_.user_logout(*counted_user_);  // a new login in the same session
   counted_user_.reset();
-  if (host_.user_login(std::string(user))) counted_user_ = std::string(user);
-  else user_limit_ = true;
+  if (!host_.user_login(std::string(user))) return false;
+  counted_user_ = std::string(user);
+  return true;
 }
 
 void Session::on_finding(const Finding& f) {

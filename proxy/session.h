@@ -45,7 +45,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   void on_transfer(const TransferRecord& t) override;
   void on_timeout(Timer t) override;
   void on_login_failed() override;
-  void on_logged_in(std::string_view user) override;
+  bool on_logged_in(std::string_view user) override;
   void send_to_server(std::string_view bytes) override;
   void send_to_client(std::string_view bytes) override;
   void open_data(const DataRequest& req) override;
@@ -92,7 +92,6 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   enum class UpstreamSlot : std::uint8_t { none, queued, held, done } slot_ = UpstreamSlot::none;
   bool closing_ = false, logged_session_close_ = false;
   bool login_limit_ = false;  // the client's address reached its failed-login limit
-  bool user_limit_ = false;   // the user logged in has all the sessions allowed
   std::optional<std::string> counted_user_;  // counted against max_sessions_per_user
   std::optional<std::pair<std::uint64_t, bool>> next_cap_;  // an upload cap for the next data channel
 };

@@ -251,12 +251,17 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
   if (is_transfer(done.verb) && !done.preliminary && (r.code == 425 || r.code == 426) && !client_aborted_)
     // The server refused the transfer for want of its data connection.
     data_failure(stranger_ ? "data-peer-mismatch" : foreign_passive_ ? "foreign-passive-address" : "server-aborted",
-                 sink);
+                 sink, done.verb);
   complete(done.verb, done.epsv_all, r.code, done.preliminary);
   if (transfer_end) transfer_.complete(r.code);
+  if (r.code == 230 && (done.verb == Verb::USER || done.verb == Verb::PASS || done.verb == Verb::ACCT) &&
+      !sink.on_logged_in(user_)) {
+    // One session too many for this user: the client never sees the 230,
+    // only the 421 that ends the session.
+    end(EndReason::user_sessions, sink);
+    return;
+  }
   forward_reply(r, &done, latency, now_us, sink, transfer_end && !settings_.observe);
-  if (r.code == 230 && (done.verb == Verb::USER || done.verb == Verb::PASS || done.verb == Verb::ACCT))
-    sink.on_logged_in(user_);
   if (track_paths(done, r, sink, now_us)) return;
   update_pause();
   if (transfer_end && !held_quit_.empty()) {

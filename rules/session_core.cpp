@@ -124,7 +124,7 @@ void SessionCore::release_completion(std::uint64_t now_us, CoreSink& sink) {
       // not follow, a cut it made), else the server's own doing. An ABOR
       // the client asked for is no failure.
       data_failure(stranger_ ? "data-peer-mismatch" : foreign_passive_ ? "foreign-passive-address"
-                   : cut ? "cut-by-proxy" : "server-aborted", sink);
+                   : cut ? "cut-by-proxy" : "server-aborted", sink, rec.verb);
     }
     sink.on_transfer(rec);
     update_busy(now_us);  // the idle period starts now, as the completion reply goes out
@@ -163,14 +163,14 @@ void SessionCore::upload_capped(bool cut, CoreSink& sink) {
   sink.send_to_server("ABOR\r\n");
 }
 
-void SessionCore::data_failure(std::string_view cause, CoreSink& sink) {
+void SessionCore::data_failure(std::string_view cause, CoreSink& sink, Verb verb) {
   if (data_failure_reported_ || settings_.observe) return;
   data_failure_reported_ = true;
   // The client's side: it never connected, or connected from elsewhere.
   const bool client = cause == "client-never-connected" || cause == "data-peer-mismatch" ||
                       cause == "client-unreachable";
   Command cmd;
-  cmd.verb = transfer_.active() ? transfer_.verb() : Verb::unknown;
+  cmd.verb = verb != Verb::unknown ? verb : transfer_.active() ? transfer_.verb() : Verb::unknown;
   cmd.verb_text = cmd.verb == Verb::unknown ? std::string_view{} : name_of(cmd.verb);
   finding(sink, "data-failure", "the data connection failed", Severity::warning, client ? Side::client : Side::server,
           &cmd, FindingAction::logged, 0, reply_offset_, {}, cause);

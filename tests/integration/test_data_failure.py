@@ -96,3 +96,34 @@ def test_foreign_passive_address_then_the_server_gives_up(scripted_server, make_
         assert proxy.wait_event("server_finding", rule="pasv-foreign-address")
         f = proxy.wait_event("server_finding", rule="data-failure")
         assert f["cause"] == "foreign-passive-address", f
+
+
+def test_server_aborted(scripted_server, make_proxy):
+    """The data connection is made, the server starts the transfer and then
+    gives it up with 426: the server's doing."""
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(1)
+    lst.settimeout(10)
+    up = scripted_server({"PASV": pasv_reply("127.0.0.1", lst.getsockname()[1]),
+                          "RETR": b"150 Opening BINARY mode data connection.\r\n"
+                                  b"426 Connection closed; transfer aborted.\r\n"})
+    proxy = make_proxy(up, mode="enforce")
+    with RawClient.to(Target.via(proxy, up)) as c:
+        c.login(up.user, up.password)
+        host, dport = c.pasv()
+        d = socket.create_connection((host, dport), timeout=10)
+        leg, _ = lst.accept()  # the proxy's leg to the server's passive port
+        leg.sendall(b"partial")
+        leg.close()
+        c.send(b"RETR f\r\n")
+        assert c.reply().code == 150
+        assert c.reply().code == 426
+        f = proxy.wait_event("server_finding", rule="data-failure")
+        assert f["cause"] == "server-aborted" and f["verb"] == "RETR", f
+        assert not proxy.events("violation", rule="data-failure")
+        t = proxy.wait_event("transfer")
+        assert t["code"] == 426, t
+        d.close()
+        c.quit()
+    lst.close()

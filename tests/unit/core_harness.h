@@ -50,6 +50,12 @@ struct Recorder : CoreSink {
   }
   void on_timeout(Timer t) override { timeouts.push_back(t); }
   void on_login_failed() override { ++login_failures; }
+  std::vector<std::string> logins;  // each 230's user
+  bool refuse_logins = false;       // as if the user had all the sessions allowed
+  bool on_logged_in(std::string_view user) override {
+    logins.emplace_back(user);
+    return !refuse_logins;
+  }
   void send_to_server(std::string_view b) override { to_server += b; }
   void send_to_client(std::string_view b) override { to_client += b; }
   void open_data(const DataRequest& req) override {

@@ -279,6 +279,18 @@ TEST(SessionLifecycle, TheLoginFailureTriggerAndItsLimit) {
   EXPECT_EQ(r.rec.last_close, EndReason::login_failures);
 }
 
+TEST(SessionLifecycle, ALoginPastTheUsersSessionsIsAnswered421NotItsServers230) {
+  CoreRig r(Mode::enforce);
+  r.rec.refuse_logins = true;
+  r.exchange("USER bob", "331 pw");
+  r.take_client();
+  r.exchange("PASS x", "230 Login successful.");
+  EXPECT_EQ(r.rec.logins, std::vector<std::string>{"bob"});
+  EXPECT_EQ(r.take_client(), reply_of(EndReason::user_sessions));  // no 230 before it
+  EXPECT_EQ(r.rec.last_close, EndReason::user_sessions);
+  EXPECT_EQ(r.take_server().find("PWD"), std::string::npos);  // nothing more goes to the server
+}
+
 TEST(SessionLifecycle, EveryProxyEndSpeaksTheTablesReply) {
   for (EndReason e : {EndReason::shutdown, EndReason::upstream_unreachable, EndReason::idle_timeout}) {
     CoreRig r(Mode::enforce);
