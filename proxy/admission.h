@@ -29,6 +29,10 @@ class Admission {
   void user_logout(const std::string& user);
   void sweep(const Config& c, std::uint64_t now_ms);
   std::size_t sessions() const { return total_.load(); }
+  // The last upstream connect of any session: the readiness probe's input.
+  enum class Upstream : int { untried, ok, failed };
+  void upstream_outcome(bool ok) { upstream_.store(ok ? Upstream::ok : Upstream::failed, std::memory_order_relaxed); }
+  Upstream upstream() const { return upstream_.load(std::memory_order_relaxed); }
 
  private:
   struct Failures {
@@ -40,6 +44,7 @@ class Admission {
   std::unordered_map<std::string, Failures> failures_;
   std::unordered_map<std::string, std::int64_t> per_user_;
   std::atomic<std::size_t> total_{0};
+  std::atomic<Upstream> upstream_{Upstream::untried};
 };
 
 }  // namespace ftpw

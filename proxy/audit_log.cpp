@@ -1,13 +1,13 @@
 #include "audit_log.h"
 
 #include <spdlog/async.h>
-#include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <ctime>
 
+#include "audit_file_sink.h"
 #include "audit_schema.h"
 
 namespace ftpw {
@@ -120,7 +120,7 @@ AuditLog::AuditLog(const std::string& path) {
   if (!spdlog::thread_pool()) spdlog::init_thread_pool(1024, 1);
   spdlog::sink_ptr sink;
   if (path == "-") sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
-  else sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(path, false);
+  else sink = file_sink_ = std::make_shared<ReopeningFileSink>(path);
   // overrun_oldest: a full queue (disk far slower than the relay) drops the
   // oldest queued records instead of blocking the event loop; dropped() counts
   // them (a record is one worker's batch of events).
@@ -162,6 +162,12 @@ void AuditLog::flush_batch() const {
 }
 
 void AuditLog::flush() const { logger_->flush(); }
+
+void AuditLog::reopen() const {
+  if (!file_sink_) return;  // stdout
+  file_sink_->request_reopen();
+  logger_->flush();  // queued behind every record handed over so far: they go to the old file
+}
 
 std::uint64_t AuditLog::dropped() const { return spdlog::thread_pool()->overrun_counter(); }
 

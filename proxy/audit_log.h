@@ -13,6 +13,8 @@ class logger;
 
 namespace ftpw {
 
+class ReopeningFileSink;
+
 // Builds one event object. Strings are escaped; bytes that are not valid UTF-8
 // are written as \u00XX (one escape per byte), so nothing is lost or invalid.
 class Event {
@@ -39,6 +41,9 @@ class AuditLog {
   void write(const Event& e) const;
   void write(std::string_view line) const;
   void flush() const;
+  // Reopens the file by its name (after a rotation): records handed over
+  // before go to the old file, those after to the new one. Stdout: nothing.
+  void reopen() const;
   // Batching for event-loop threads: after begin_batching(), this thread's
   // events gather in a thread-local buffer that flush_batch() hands to the
   // logger as one record (the worker calls it every tick, and it happens by
@@ -51,6 +56,7 @@ class AuditLog {
 
  private:
   std::shared_ptr<spdlog::logger> logger_;
+  std::shared_ptr<ReopeningFileSink> file_sink_;
 };
 
 }  // namespace ftpw

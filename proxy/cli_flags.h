@@ -27,6 +27,7 @@ inline constexpr CliFlag kCliFlags[] = {
     {"--public-address", "IP", "data.public_address", false, "address announced in passive replies"},
     {"--log-level", "LEVEL", "log.level", false, "trace, debug, info, warning, error"},
     {"--workers", "N", "server.workers", false, "event loops (0: one per core)"},
+    {"--metrics", "ADDR:PORT", "metrics.listen", false, "serve /metrics, /healthz and /ready over HTTP"},
 };
 
 inline const CliFlag* find_cli_flag(std::string_view name) {

@@ -2,6 +2,8 @@
 
 #include "cli_flags.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <toml++/toml.h>
 
 #include <fstream>
@@ -66,6 +68,9 @@ const Key kKeys[] = {
     {"limits", "login_cooldown_s", &Config::login_cooldown_s, "how long the address is refused then", 0, 31536000},
     {"audit", "path", &Config::audit_path, "the JSON Lines audit log, or - for stdout"},
     {"log", "level", &Config::log_level, "trace, debug, info, warning, error, critical, off"},
+    {"metrics", "listen", &Config::metrics_listen, "IP:PORT of the HTTP endpoint (/metrics, /healthz, /ready); empty: off"},
+    {"process", "user", &Config::process_user, "started as root: the user to run as once sockets and logs are open"},
+    {"process", "group", &Config::process_group, "the group to run as (empty: the user's own)"},
     {"server", "workers", &Config::workers, "event loops (0: one per core)", 0, 256},
     {"server", "busy_poll_us", &Config::busy_poll_us, "polling after control traffic before sleeping", 0, 10000},
 };
@@ -303,6 +308,17 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
   }
   if (cfg.workers == 0) cfg.workers = std::max<std::int64_t>(1, std::thread::hardware_concurrency());
   if (cfg.audit_path.empty()) err("audit.path", "audit path must be a file or '-'");
+  cfg.metrics_addr.reset();
+  if (!cfg.metrics_listen.empty()) {
+    if (auto a = NetAddr::parse_host_port(cfg.metrics_listen)) cfg.metrics_addr = *a;
+    else err("metrics.listen", "metrics listen address must be IP:PORT, got '" + cfg.metrics_listen + "'");
+  }
+  if (!cfg.process_user.empty() && !getpwnam(cfg.process_user.c_str()))
+    err("process.user", "no such user: '" + cfg.process_user + "'");
+  if (!cfg.process_group.empty() && !getgrnam(cfg.process_group.c_str()))
+    err("process.group", "no such group: '" + cfg.process_group + "'");
+  if (!cfg.process_group.empty() && cfg.process_user.empty())
+    err("process.group", "process.group needs process.user");
   return errors.size() == before;
 }
 

@@ -55,6 +55,10 @@ struct Config {
   std::string audit_path = "-";
   // [log]
   std::string log_level = "info";
+  // [metrics]
+  std::string metrics_listen;  // "": no endpoint
+  // [process]
+  std::string process_user, process_group;  // "": keep the starting user / the user's group
   // [server]
   std::int64_t workers = 0;  // 0: one per core
   std::int64_t busy_poll_us = 200;  // a worker polls this long after activity before it sleeps; 0: never
@@ -64,6 +68,7 @@ struct Config {
   NetAddr upstream_addr;  // resolved by the caller (names need DNS)
   std::uint16_t pasv_lo = 0, pasv_hi = 0;
   std::optional<NetAddr> public_addr;
+  std::optional<NetAddr> metrics_addr;
   std::vector<NetAddr> foreign_active;
   Mode mode_value = Mode::enforce;
   RelayKind relay_kind = RelayKind::copy;

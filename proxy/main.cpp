@@ -17,6 +17,7 @@
 #include "config.h"
 #include "linter.h"
 #include "net.h"
+#include "privileges.h"
 #include "server.h"
 
 #ifndef FTPW_VERSION
@@ -246,8 +247,15 @@ int cmd_run(int argc, char** argv) {
     std::fprintf(stderr, "ftpwarden: %s\n", err.c_str());
     return 1;
   }
+  if (!snap->cfg.process_user.empty()) {
+    if (!drop_privileges(snap->cfg.process_user, snap->cfg.process_group, err)) {
+      std::fprintf(stderr, "ftpwarden: cannot run as %s: %s\n", snap->cfg.process_user.c_str(), err.c_str());
+      return 1;
+    }
+  }
   std::fprintf(stderr, "listening on %s -> %s (mode=%s)\n", server.bound().to_string().c_str(),
                snap->cfg.upstream.c_str(), snap->cfg.mode.c_str());
+  if (auto m = server.metrics_bound()) std::fprintf(stderr, "metrics on http://%s/metrics\n", m->to_string().c_str());
   std::fflush(stderr);
   server.run();
   audit->flush();

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "audit_schema.h"
+#include "prometheus.h"
+#include "sd_notify.h"
 #include "socket_relay.h"
 
 namespace ftpw {
@@ -37,17 +39,40 @@ int Server::start(std::string& error) {
   // Signals are caught from here on, before the caller announces the
   // listener: one sent at once is handled when run() starts the loop.
   main_ = uv_default_loop();
-  for (auto* s : {&sigterm_, &sigint_, &sighup_, &sigusr1_}) {
-    uv_signal_init(main_, s);
-    s->data = this;
+  for (auto* sig : {&sigterm_, &sigint_, &sighup_, &sigusr1_, &sigusr2_}) {
+    uv_signal_init(main_, sig);
+    sig->data = this;
   }
   uv_signal_start(&sigterm_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->drain(); }, SIGTERM);
   uv_signal_start(&sigint_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->drain(); }, SIGINT);
   uv_signal_start(&sighup_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->reload(); }, SIGHUP);
-  uv_signal_start(&sigusr1_, [](uv_signal_t* s, int) {
+  uv_signal_start(&sigusr1_, [](uv_signal_t* s, int) { static_cast<Server*>(s->data)->audit_.reopen(); }, SIGUSR1);
+  uv_signal_start(&sigusr2_, [](uv_signal_t* s, int) {
     spdlog::info("stats: {}", static_cast<Server*>(s->data)->stats_line());
-  }, SIGUSR1);
+  }, SIGUSR2);
+  if (c.metrics_addr) {
+    metrics_ = std::make_unique<MetricsServer>(main_, [this](std::string_view path) { return endpoint(path); });
+    if (int rc = metrics_->listen(*c.metrics_addr, error); rc != 0) return rc;
+  }
   return 0;
+}
+
+HttpAnswer Server::endpoint(std::string_view path) const {
+  if (path == "/metrics") {
+    const MetricsExtras x{audit_.dropped(), FTPW_VERSION, snap_->rules->version()};
+    return {200, prometheus_text(totals(), x), "text/plain; version=0.0.4; charset=utf-8"};
+  }
+  if (path == "/healthz") return {200, "ok\n"};
+  if (path == "/ready") {
+    if (ready()) return {200, "ready\n"};
+    return {503, draining_ ? "draining\n" : "upstream unreachable\n"};
+  }
+  return {404, "not found: /metrics, /healthz, /ready\n"};
+}
+
+bool Server::ready() const {
+  // Taking sessions, and the server answered the last connect (or none was tried).
+  return !draining_ && admission_.upstream() != Admission::Upstream::failed;
 }
 
 void Server::run() {
@@ -55,12 +80,23 @@ void Server::run() {
   uv_timer_init(main_, &flush_);
   flush_.data = this;
   uv_timer_start(&flush_, [](uv_timer_t* t) { static_cast<Server*>(t->data)->audit_.flush(); }, 250, 250);
+  uv_timer_init(main_, &watchdog_);
+  watchdog_.data = this;
+  if (const std::uint64_t usec = sd_watchdog_usec(); usec > 0) {
+    const std::uint64_t every_ms = std::max<std::uint64_t>(1, usec / 2000);  // half the interval
+    uv_timer_start(&watchdog_, [](uv_timer_t*) { sd_notify("WATCHDOG=1"); }, every_ms, every_ms);
+  }
+  uv_async_init(main_, &switched_, [](uv_async_t* a) { static_cast<Server*>(a->data)->switched(); });
+  switched_.data = this;
   uv_async_init(main_, &done_, [](uv_async_t* a) {
     auto* self = static_cast<Server*>(a->data);
     if (self->running_.load() > 0) return;
-    for (auto* s : {&self->sigterm_, &self->sigint_, &self->sighup_, &self->sigusr1_}) uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&self->flush_), nullptr);
-    uv_close(reinterpret_cast<uv_handle_t*>(&self->done_), nullptr);
+    for (auto* s : {&self->sigterm_, &self->sigint_, &self->sighup_, &self->sigusr1_, &self->sigusr2_})
+      uv_close(reinterpret_cast<uv_handle_t*>(s), nullptr);
+    for (auto* h : {reinterpret_cast<uv_handle_t*>(&self->flush_), reinterpret_cast<uv_handle_t*>(&self->watchdog_),
+                    reinterpret_cast<uv_handle_t*>(&self->done_), reinterpret_cast<uv_handle_t*>(&self->switched_)})
+      uv_close(h, nullptr);
+    if (self->metrics_) self->metrics_->close();
   });
   done_.data = this;
   running_ = static_cast<int>(workers_.size());
@@ -72,6 +108,7 @@ void Server::run() {
       uv_async_send(&done_);
     });
   }
+  sd_notify("READY=1\nSTATUS=taking sessions");
   uv_run(main_, UV_RUN_DEFAULT);
   for (auto& t : threads_) t.join();
   threads_.clear();
@@ -91,15 +128,19 @@ StatTotals Server::totals() const {
 }
 
 void Server::drain() {
+  if (!draining_) sd_notify("STOPPING=1\nSTATUS=draining");
+  draining_ = true;
   spdlog::info("shutting down: {} session(s) open, grace {} s", admission_.sessions(), snap_->cfg.shutdown_grace_s);
   for (auto& w : workers_) w->request_drain();
 }
 
 void Server::reload() {
+  sd_notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()));
   std::string error;
   auto snap = reload_ ? reload_(error) : nullptr;
   if (!snap) {
     spdlog::error("reload refused, keeping the running configuration: {}", error);
+    sd_notify("READY=1\nSTATUS=reload refused, running the previous configuration");
     return;
   }
   if (!(snap->cfg.listen_addr == snap_->cfg.listen_addr))
@@ -107,6 +148,9 @@ void Server::reload() {
   if (snap->cfg.pasv_lo != snap_->cfg.pasv_lo || snap->cfg.pasv_hi != snap_->cfg.pasv_hi ||
       snap->cfg.workers != snap_->cfg.workers)
     spdlog::warn("reload: passive_ports and workers changes need a restart");
+  if (snap->cfg.metrics_listen != snap_->cfg.metrics_listen || snap->cfg.process_user != snap_->cfg.process_user ||
+      snap->cfg.process_group != snap_->cfg.process_group)
+    spdlog::warn("reload: metrics.listen and process changes need a restart");
   if (snap->rules->version() != snap_->rules->version()) {
     spdlog::info("rules changed: {} -> {} (new sessions)", snap_->rules->version(), snap->rules->version());
     audit_.write(Event(audit::ev::rules_reloaded, "", "")
@@ -117,8 +161,19 @@ void Server::reload() {
   snap_ = std::move(snap);
   // Buffers already grown keep their memory; new growth follows the new limit.
   RelayBudget::set_limit(static_cast<std::size_t>(snap_->cfg.relay_memory_mib) << 20);
-  for (auto& w : workers_) w->request_snapshot(snap_);
+  // Reloaded once every worker has switched: a connection each one accepts
+  // from then on takes the new configuration, one before it the old.
+  switching_ += static_cast<int>(workers_.size());
+  for (auto& w : workers_)
+    w->request_snapshot(snap_, [this] {
+      if (--switching_ == 0) uv_async_send(&switched_);
+    });
+}
+
+void Server::switched() {
+  if (switching_.load() != 0) return;
   spdlog::info("configuration reloaded: mode={} rules={}", snap_->cfg.mode, snap_->rules->rules().size());
+  sd_notify("READY=1\nSTATUS=taking sessions");
 }
 
 }  // namespace ftpw

@@ -1,6 +1,8 @@
 // The proxy process: N workers (proxy/worker.h), each an event loop on its
-// own thread, and the signals on the main loop (SIGTERM/SIGINT drain, SIGHUP
-// reloads, SIGUSR1 prints the counters).
+// own thread; on the main loop the signals (SIGTERM/SIGINT drain, SIGHUP
+// reloads, SIGUSR1 reopens the audit log, SIGUSR2 prints the counters), the
+// metrics endpoint (proxy/metrics_server.h) and systemd's notifications
+// (READY, RELOADING, STOPPING, WATCHDOG: proxy/sd_notify.h).
 #pragma once
 #include <uv.h>
 
@@ -14,6 +16,7 @@
 #include "admission.h"
 #include "audit_log.h"
 #include "config.h"
+#include "metrics_server.h"
 #include "worker.h"
 #include "stats.h"
 
@@ -28,14 +31,18 @@ class Server {
   // Binds every worker's listener; returns 0 or a libuv error.
   int start(std::string& error);
   NetAddr bound() const { return bound_; }
+  std::optional<NetAddr> metrics_bound() const { return metrics_ ? metrics_->bound() : std::nullopt; }
   // Runs until SIGTERM/SIGINT has drained every worker.
   void run();
 
  private:
   void reload();
   void drain();
+  void switched();  // on the main loop, once every worker took the reloaded configuration
   StatTotals totals() const;
   std::string stats_line() const;  // the workers' totals and the audit log's drops
+  HttpAnswer endpoint(std::string_view path) const;
+  bool ready() const;
 
   std::shared_ptr<const Snapshot> snap_;
   AuditLog& audit_;
@@ -45,10 +52,13 @@ class Server {
   std::vector<std::thread> threads_;
   NetAddr bound_;
   uv_loop_t* main_ = nullptr;
-  uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{};
-  uv_timer_t flush_{};
-  uv_async_t done_{};
+  uv_signal_t sigterm_{}, sigint_{}, sighup_{}, sigusr1_{}, sigusr2_{};
+  uv_timer_t flush_{}, watchdog_{};
+  uv_async_t done_{}, switched_{};
   std::atomic<int> running_{0};
+  std::atomic<int> switching_{0};  // workers yet to take the reloaded configuration
+  bool draining_ = false;
+  std::unique_ptr<MetricsServer> metrics_;
 };
 
 }  // namespace ftpw

@@ -85,7 +85,7 @@ void Session::connect_upstream() {
   to_sockaddr(cfg().upstream_addr, ss);
   if (int rc = upstream_->connect(reinterpret_cast<sockaddr*>(&ss)); rc != 0) {
     spdlog::warn("session {}: connect to {} failed: {}", id_, cfg().upstream_addr.to_string(), uv_strerror(rc));
-    ++host_.stats().upstream_connect_failures;
+    upstream_failed();
     terminate(EndReason::upstream_unreachable);
   }
 }
@@ -94,10 +94,11 @@ void Session::on_connect(Stream& s, int status) {
   if (&s != upstream_ || closing_) return;
   if (status != 0) {
     spdlog::warn("session {}: upstream {} unreachable: {}", id_, cfg().upstream_addr.to_string(), uv_strerror(status));
-    ++host_.stats().upstream_connect_failures;
+    upstream_failed();
     terminate(EndReason::upstream_unreachable);
     return;
   }
+  host_.upstream_outcome(true);
   tune_control_socket(*upstream_, false);
   upstream_->start();
   client_->resume(pause_not_ready);
@@ -292,12 +293,18 @@ void Session::on_transfer(const TransferRecord& t) {
   WorkerStats& st = host_.stats();
   ++st.transfers;
   ++st.data_connections[t.reused ? 1 : 0];
+  ++st.transfers_by[TransferLabels::of(t.verb, t.reused)];
   st.transfer_duration_ms.observe(t.duration_us / 1000);
 }
 
 void Session::on_timeout(Timer t) {
   audit(event(audit::ev::timeout).str(audit::f::timer, name_of(t)));
-  if (t == Timer::upstream_connect) ++host_.stats().upstream_connect_failures;
+  if (t == Timer::upstream_connect) upstream_failed();
+}
+
+void Session::upstream_failed() {
+  ++host_.stats().upstream_connect_failures;
+  host_.upstream_outcome(false);
 }
 
 void Session::send_to_server(std::string_view bytes) {
@@ -410,6 +417,7 @@ void Session::data_event(std::string_view rule, std::string_view message, const 
             .str(audit::f::peer, who.to_string())
             .str(audit::f::message, message));
   ++host_.stats().violations;
+  host_.stats().findings.count(rule, true, true);
   core_->on_data({DataEvent::stranger}, now_us(), *this);
 }
 

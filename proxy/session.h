@@ -76,6 +76,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   void after_core();
   void sync_backpressure();
   void release_slot();
+  void upstream_failed();  // counted, and reported for the readiness probe
 
   SessionHost& host_;
   std::shared_ptr<const Snapshot> snap_;

@@ -35,6 +35,9 @@ class SessionHost {
   // server speaks or the session is gone.
   virtual void want_upstream(Session* s) = 0;
   virtual void release_upstream(Session* s, bool held) = 0;
+  // How the session's upstream connect went (the readiness probe reports
+  // the last one).
+  virtual void upstream_outcome(bool ok) { (void)ok; }
   // Every handle of the session is closed: it is deleted after this.
   virtual void session_gone(Session* s) = 0;
 };

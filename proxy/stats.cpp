@@ -33,15 +33,15 @@ void FindingCounts::add_to(std::map<std::string, std::uint64_t>& violations,
 }
 
 void WorkerStats::add_to(StatTotals& t) const {
-#define FTPW_STAT_ADD(name, doc) t.name += name.get();
+#define FTPW_STAT_ADD(name, metric, doc) t.name += name.get();
   FTPW_COUNTERS(FTPW_STAT_ADD)
   FTPW_GAUGES(FTPW_STAT_ADD)
 #undef FTPW_STAT_ADD
-#define FTPW_STAT_ADD_LABELLED(name, labels, doc) \
+#define FTPW_STAT_ADD_LABELLED(name, labels, metric, doc) \
   for (std::size_t i = 0; i < labels::size; ++i) t.name[i] += name.by[i].get();
   FTPW_LABELLED(FTPW_STAT_ADD_LABELLED)
 #undef FTPW_STAT_ADD_LABELLED
-#define FTPW_STAT_ADD_HIST(name, buckets, doc)                                        \
+#define FTPW_STAT_ADD_HIST(name, buckets, metric, doc)                                        \
   for (std::size_t i = 0; i < Histogram<buckets>::size; ++i) t.name[i] += name.counts[i].get(); \
   t.name##_sum += name.sum.get();
   FTPW_HISTOGRAMS(FTPW_STAT_ADD_HIST)
@@ -57,18 +57,18 @@ std::string StatTotals::to_string() const {
     if (!label.empty()) (s += '.') += label;
     (s += '=') += std::to_string(v);
   };
-#define FTPW_STAT_TEXT(name, doc) put(#name, {}, name);
+#define FTPW_STAT_TEXT(name, metric, doc) put(#name, {}, name);
   FTPW_COUNTERS(FTPW_STAT_TEXT)
   FTPW_GAUGES(FTPW_STAT_TEXT)
 #undef FTPW_STAT_TEXT
-#define FTPW_STAT_TEXT_LABELLED(name, labels, doc) \
+#define FTPW_STAT_TEXT_LABELLED(name, labels, metric, doc) \
   for (std::size_t i = 0; i < labels::size; ++i)   \
     if (name[i] != 0) put(#name, labels::label(i), name[i]);
   FTPW_LABELLED(FTPW_STAT_TEXT_LABELLED)
 #undef FTPW_STAT_TEXT_LABELLED
   for (const auto& [k, v] : violations_by_rule) put("violations_by_rule", k, v);
   for (const auto& [k, v] : server_findings_by_rule) put("server_findings", k, v);
-#define FTPW_STAT_TEXT_HIST(name, buckets, doc)                                   \
+#define FTPW_STAT_TEXT_HIST(name, buckets, metric, doc)                                   \
   {                                                                               \
     std::uint64_t cum = 0;                                                        \
     for (std::size_t i = 0; i < buckets::bounds.size(); ++i) {                    \

@@ -1,5 +1,6 @@
 // What each worker counts, declared once. The struct, the totals line the
-// operational log prints (on SIGUSR1 and at exit) and the tests that read it
+// operational log prints (on SIGUSR2 and at exit), the Prometheus series the
+// metrics endpoint serves (proxy/prometheus.h) and the tests that read them
 // all come from the lists below. Each worker owns its counters and touches
 // them on its own thread only, with relaxed atomics and no locked instruction
 // (a finding's rule, a name not known in advance, takes a worker-local lock:
@@ -8,6 +9,9 @@
 // The totals line: `name=value` for each counter and gauge, `name.label=value`
 // for each label of a labelled family and each histogram bucket (`le_N`,
 // cumulative, with `count` and `sum`) that is not zero.
+//
+// Series names are stable: a series may be added, never renamed. A metric
+// name "" keeps a stat out of the endpoint (its sum is another series').
 #pragma once
 #include <array>
 #include <atomic>
@@ -23,12 +27,16 @@
 namespace ftpw {
 
 // The bounded label sets: a value outside a set counts under its first label.
+// Each set: `size`, `label(i)` (the totals line's form) and `key` (the
+// Prometheus label's name); a set of two labels gives `keys` and `labels(i)`.
 struct VerbLabels {  // the verb table; a verb not in it is "other"
   static constexpr std::size_t size = kVerbCount;
+  static constexpr std::string_view key = "verb";
   static std::string_view label(std::size_t i) { return i == 0 ? "other" : name_of(static_cast<Verb>(i)); }
 };
 struct ReplyClassLabels {
   static constexpr std::size_t size = 5;
+  static constexpr std::string_view key = "class";
   static std::string_view label(std::size_t i) {
     static constexpr std::string_view n[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
     return n[i];
@@ -37,11 +45,25 @@ struct ReplyClassLabels {
 };
 struct DirectionLabels {
   static constexpr std::size_t size = 2;
+  static constexpr std::string_view key = "direction";
   static std::string_view label(std::size_t i) { return i == 0 ? "download" : "upload"; }
 };
 struct DataConnLabels {
   static constexpr std::size_t size = 2;
+  static constexpr std::string_view key = "data_conn";
   static std::string_view label(std::size_t i) { return i == 0 ? "new" : "reused"; }
+};
+// Transfers by verb and data connection: index verb * 2 + reused.
+struct TransferLabels {
+  static constexpr std::size_t size = VerbLabels::size * DataConnLabels::size;
+  static std::size_t of(Verb v, bool reused) { return static_cast<std::size_t>(v) * 2 + (reused ? 1 : 0); }
+  static std::string label(std::size_t i) {
+    return std::string(VerbLabels::label(i / 2)) + "." + std::string(DataConnLabels::label(i % 2));
+  }
+  static constexpr std::array<std::string_view, 2> keys{VerbLabels::key, DataConnLabels::key};
+  static std::array<std::string_view, 2> labels(std::size_t i) {
+    return {VerbLabels::label(i / 2), DataConnLabels::label(i % 2)};
+  }
 };
 // Why a connection was refused before it became a session (proxy/worker.cpp).
 // X(enumerator, label, the 421 it hears; "" for the session end's own, rules/end_reasons.def)
@@ -57,6 +79,7 @@ enum class Refusal : std::uint8_t {
 #undef FTPW_REFUSAL_ENUM
 };
 struct RefusalLabels {
+  static constexpr std::string_view key = "reason";
   static constexpr std::size_t size = 0
 #define FTPW_REFUSAL_COUNT(e, name, reply) +1
       FTPW_REFUSALS(FTPW_REFUSAL_COUNT)
@@ -74,39 +97,48 @@ struct RefusalLabels {
 // The 421 line (with CRLF) a refused connection hears.
 std::string_view reply_of(Refusal r);
 
-// Histogram bucket bounds (upper, inclusive), in the unit of the name.
+// Histogram bucket bounds (upper, inclusive), in the unit of the name;
+// `seconds`: that unit in seconds (Prometheus speaks seconds).
 struct LatencyBucketsUs {
   static constexpr std::array<std::uint64_t, 12> bounds{100,    250,    500,     1000,    2500,    5000,
                                                         10000,  25000,  100000,  500000,  2000000, 10000000};
+  static constexpr double seconds = 1e-6;
 };
 struct DurationBucketsMs {
   static constexpr std::array<std::uint64_t, 8> bounds{10, 100, 1000, 10000, 60000, 600000, 3600000, 36000000};
+  static constexpr double seconds = 1e-3;
 };
 
-// X(name, doc)
-#define FTPW_COUNTERS(X)                                                             \
-  X(sessions_total, "sessions accepted")                                             \
-  X(sessions_refused, "connections refused (limits, shutting down)")                 \
-  X(violations, "client violations and data-peer mismatches")                        \
-  X(transfers, "transfers ended (completion reply sent)")                            \
-  X(upstream_connect_failures, "upstream connects that failed or timed out")         \
-  X(loop_wakeups, "times the event loop blocked waiting for events")                 \
-  X(loop_ticks, "runs of the worker's 250 ms housekeeping timer")                    \
-  X(poll_windows, "busy-poll windows opened by control traffic")                     \
-  X(poll_windows_cut, "busy-poll windows closed early because a session ended")
-// X(name, doc)
-#define FTPW_GAUGES(X) X(sessions_open, "sessions open now")
-// X(name, label set, doc)
-#define FTPW_LABELLED(X)                                                             \
-  X(commands, VerbLabels, "commands from clients, by verb")                          \
-  X(replies, ReplyClassLabels, "replies to clients (the server's and the proxy's), by class") \
-  X(bytes, DirectionLabels, "data connection bytes relayed, by direction")           \
-  X(data_connections, DataConnLabels, "transfers by data connection: new or reused (125)") \
-  X(refused, RefusalLabels, "connections refused, by reason")
-// X(name, buckets, doc)
-#define FTPW_HISTOGRAMS(X)                                                           \
-  X(reply_latency_us, LatencyBucketsUs, "server reply latency after the command went out") \
-  X(transfer_duration_ms, DurationBucketsMs, "transfer duration, first reply to completion")
+// X(name, metric, doc)
+#define FTPW_COUNTERS(X)                                                                                \
+  X(sessions_total, "ftpwarden_sessions_total", "sessions accepted")                                      \
+  X(sessions_refused, "ftpwarden_sessions_refused_total", "connections refused (limits, shutting down)") \
+  X(violations, "", "client violations and data-peer mismatches (by rule: ftpwarden_violations_total)") \
+  X(transfers, "", "transfers ended (by verb: ftpwarden_transfers_total)")                             \
+  X(upstream_connect_failures, "ftpwarden_upstream_connect_failures_total",                               \
+    "upstream connects that failed or timed out")                                                         \
+  X(loop_wakeups, "ftpwarden_loop_wakeups_total", "times an event loop blocked waiting for events")       \
+  X(loop_ticks, "ftpwarden_loop_ticks_total", "runs of the workers' 250 ms housekeeping timer")           \
+  X(poll_windows, "ftpwarden_poll_windows_total", "busy-poll windows opened by control traffic")          \
+  X(poll_windows_cut, "ftpwarden_poll_windows_cut_total", "busy-poll windows closed early by a session's end")
+// X(name, metric, doc)
+#define FTPW_GAUGES(X) X(sessions_open, "ftpwarden_sessions_open", "sessions open now")
+// X(name, label set, metric, doc)
+#define FTPW_LABELLED(X)                                                                                  \
+  X(commands, VerbLabels, "ftpwarden_commands_total", "commands from clients, by verb")                 \
+  X(replies, ReplyClassLabels, "ftpwarden_replies_total",                                                 \
+    "replies to clients (the server's and the proxy's), by class")                                       \
+  X(bytes, DirectionLabels, "ftpwarden_bytes_total", "data connection bytes relayed, by direction")     \
+  X(data_connections, DataConnLabels, "ftpwarden_data_connections_total",                                 \
+    "transfers by data connection: new or reused (125)")                                                  \
+  X(transfers_by, TransferLabels, "ftpwarden_transfers_total", "transfers ended, by verb and data connection") \
+  X(refused, RefusalLabels, "ftpwarden_connections_refused_total", "connections refused, by reason")
+// X(name, buckets, metric, doc)
+#define FTPW_HISTOGRAMS(X)                                                                                \
+  X(reply_latency_us, LatencyBucketsUs, "ftpwarden_reply_latency_seconds",                                \
+    "server reply latency after the command went out")                                                    \
+  X(transfer_duration_ms, DurationBucketsMs, "ftpwarden_transfer_duration_seconds",                       \
+    "transfer duration, first reply to completion")
 
 // One writer (the worker's thread), any reader.
 class StatCounter {
@@ -153,14 +185,14 @@ class FindingCounts {
 
 // A reading: summed over workers, printed.
 struct StatTotals {
-#define FTPW_STAT_FIELD(name, doc) std::uint64_t name = 0;
+#define FTPW_STAT_FIELD(name, metric, doc) std::uint64_t name = 0;
   FTPW_COUNTERS(FTPW_STAT_FIELD)
   FTPW_GAUGES(FTPW_STAT_FIELD)
 #undef FTPW_STAT_FIELD
-#define FTPW_STAT_LABELLED(name, labels, doc) std::array<std::uint64_t, labels::size> name{};
+#define FTPW_STAT_LABELLED(name, labels, metric, doc) std::array<std::uint64_t, labels::size> name{};
   FTPW_LABELLED(FTPW_STAT_LABELLED)
 #undef FTPW_STAT_LABELLED
-#define FTPW_STAT_HIST(name, buckets, doc)                                  \
+#define FTPW_STAT_HIST(name, buckets, metric, doc)                          \
   std::array<std::uint64_t, Histogram<buckets>::size> name{};               \
   std::uint64_t name##_sum = 0;
   FTPW_HISTOGRAMS(FTPW_STAT_HIST)
@@ -170,14 +202,14 @@ struct StatTotals {
 };
 
 struct WorkerStats {
-#define FTPW_STAT_FIELD(name, doc) StatCounter name;
+#define FTPW_STAT_FIELD(name, metric, doc) StatCounter name;
   FTPW_COUNTERS(FTPW_STAT_FIELD)
   FTPW_GAUGES(FTPW_STAT_FIELD)
 #undef FTPW_STAT_FIELD
-#define FTPW_STAT_LABELLED(name, labels, doc) LabelledCounter<labels> name;
+#define FTPW_STAT_LABELLED(name, labels, metric, doc) LabelledCounter<labels> name;
   FTPW_LABELLED(FTPW_STAT_LABELLED)
 #undef FTPW_STAT_LABELLED
-#define FTPW_STAT_HIST(name, buckets, doc) Histogram<buckets> name;
+#define FTPW_STAT_HIST(name, buckets, metric, doc) Histogram<buckets> name;
   FTPW_HISTOGRAMS(FTPW_STAT_HIST)
 #undef FTPW_STAT_HIST
   FindingCounts findings;

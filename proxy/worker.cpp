@@ -108,10 +108,11 @@ void Worker::request_drain() {
   uv_async_send(&async_);
 }
 
-void Worker::request_snapshot(std::shared_ptr<const Snapshot> snap) {
+void Worker::request_snapshot(std::shared_ptr<const Snapshot> snap, std::function<void()> switched) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     new_snap_ = std::move(snap);
+    switched_.push_back(std::move(switched));
   }
   uv_async_send(&async_);
 }
@@ -119,12 +120,16 @@ void Worker::request_snapshot(std::shared_ptr<const Snapshot> snap) {
 void Worker::on_async() {
   bool drain;
   std::shared_ptr<const Snapshot> snap;
+  std::vector<std::function<void()>> switched;
   {
     std::lock_guard<std::mutex> lock(mu_);
     drain = drain_requested_;
     snap = std::move(new_snap_);
+    switched.swap(switched_);
   }
   if (snap) snap_ = std::move(snap);  // new sessions take it; open ones keep theirs
+  for (auto& f : switched)
+    if (f) f();
   if (drain) begin_drain();
 }
 

@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "admission.h"
 #include "audit_log.h"
@@ -32,7 +34,8 @@ class Worker : public ListenerHandler, public SessionHost {
   void run();                 // runs the loop until drained (on this thread)
   // Thread-safe requests from the coordinator.
   void request_drain();
-  void request_snapshot(std::shared_ptr<const Snapshot> snap);
+  // `switched` runs on this worker's thread once new sessions take `snap`.
+  void request_snapshot(std::shared_ptr<const Snapshot> snap, std::function<void()> switched = {});
 
   const WorkerStats& stats() const { return stats_; }
   std::uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
@@ -51,6 +54,7 @@ class Worker : public ListenerHandler, public SessionHost {
   void want_upstream(Session* s) override;
   void release_upstream(Session* s, bool held) override;
   void session_gone(Session* s) override;
+  void upstream_outcome(bool ok) override { admission_.upstream_outcome(ok); }
 
   void on_connection(Listener& l) override;
   void on_listener_closed(Listener& l) override;
@@ -79,6 +83,7 @@ class Worker : public ListenerHandler, public SessionHost {
   std::mutex mu_;                                   // guards the two requests below
   bool drain_requested_ = false;
   std::shared_ptr<const Snapshot> new_snap_;
+  std::vector<std::function<void()>> switched_;  // the requests' callbacks, run once new_snap_ is in
   std::uint64_t drain_deadline_ms_ = 0, ticks_ = 0, seq_ = 0;
   bool draining_ = false, stopped_ = false, ran_ = false;
   WorkerStats stats_;

@@ -41,7 +41,7 @@ class Proxy:
     """
 
     def __init__(self, binary: str, upstream, mode: str = "audit", extra_args=(), base: Path | None = None,
-                 passive_ports: tuple[int, int] | None = None):
+                 passive_ports: tuple[int, int] | None = None, env: dict[str, str] | None = None):
         self.binary = binary
         self.upstream = upstream
         self.upstream_addr = upstream if isinstance(upstream, str) else f"{upstream.host}:{upstream.port}"
@@ -51,6 +51,7 @@ class Proxy:
         self.audit_path = self.base / "audit.jsonl"
         self.stderr_path = self.base / "stderr.log"
         self.passive_ports = passive_ports
+        self.env = {**os.environ, **env} if env else None  # added to the environment
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -72,7 +73,7 @@ class Proxy:
             self.passive_ports = free_port_range(20000, 29999)
         err = open(self.stderr_path, "ab")
         self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=err, start_new_session=True)
+                                     stderr=err, start_new_session=True, env=self.env)
         err.close()
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -104,10 +105,10 @@ class Proxy:
         return parse_stats(line, " stats at exit: ")
 
     def stats(self, timeout: float = 5.0) -> dict[str, int]:
-        """The workers' counters, summed (proxy/stats.h): SIGUSR1 makes
+        """The workers' counters, summed (proxy/stats.h): SIGUSR2 makes
         the proxy print them on its operational log; returns the new line's."""
         before = self.stderr().count(" stats: ")
-        self.proc.send_signal(signal.SIGUSR1)
+        self.proc.send_signal(signal.SIGUSR2)
         end = time.monotonic() + timeout
         while True:
             lines = [l for l in self.stderr().splitlines() if " stats: " in l]

@@ -340,7 +340,7 @@ def test_sighup_new_rules_are_versioned(pyftpdlib_server, proxy_bin, tmp_path):
 
 
 # ---------------------------------------------------------------------------
-# SIGUSR1: the workers' counters
+# SIGUSR2: the workers' counters
 
 
 def test_sigusr1_counts_a_scripted_session(scripted_server, make_proxy):

@@ -204,7 +204,7 @@ def wait_until_asleep(proxy, timeout: float) -> None:
 def assert_asleep_between(st0: dict, st1: dict, what: str) -> None:
     """Between two stats readings the workers blocked in their event loops
     except for their own housekeeping timer (one wake-up per tick, and the
-    SIGUSR1 reading itself): nothing polled, nothing spun."""
+    SIGUSR2 reading itself): nothing polled, nothing spun."""
     wakeups, ticks = extra_wakeups(st0, st1)
     assert wakeups <= ticks + 8, f"{wakeups} loop wake-ups for {ticks} timer ticks while {what}"
 
