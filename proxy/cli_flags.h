@@ -28,6 +28,7 @@ inline constexpr CliFlag kCliFlags[] = {
     {"--log-level", "LEVEL", "log.level", false, "trace, debug, info, warning, error"},
     {"--workers", "N", "server.workers", false, "event loops (0: one per core)"},
     {"--metrics", "ADDR:PORT", "metrics.listen", false, "serve /metrics, /healthz and /ready over HTTP"},
+    {"--proxy-protocol", "off|v1|v2|any", "listen.proxy_protocol", false, "read a PROXY header on each connection"},
 };
 
 inline const CliFlag* find_cli_flag(std::string_view name) {

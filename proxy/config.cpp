@@ -1,8 +1,10 @@
 #include "config.h"
 
 #include "cli_flags.h"
+#include "proxy_header.h"
 
 #include <grp.h>
+#include <sched.h>
 #include <pwd.h>
 #include <toml++/toml.h>
 
@@ -36,9 +38,13 @@ struct Key {
 // checks that the sample lists exactly these keys with these defaults.
 const Key kKeys[] = {
     {"listen", "address", &Config::listen, "IP:PORT clients connect to ([v6]:port; port 0 picks one)"},
+    {"listen", "proxy_protocol", &Config::proxy_protocol,
+     "off, v1, v2 or any: every connection (control and passive data) starts with a PROXY header"},
     {"upstream", "address", &Config::upstream, "HOST:PORT of the FTP server (required)"},
     {"upstream", "connect_timeout_ms", &Config::upstream_connect_timeout_ms, "connect + the server's first reply", 1, 3600000},
     {"upstream", "max_connecting", &Config::upstream_max_connecting, "upstream connections waiting for a greeting", 1},
+    {"upstream", "send_proxy_protocol", &Config::send_proxy_protocol,
+     "off, v1 or v2: a PROXY header naming the client on each connection to the server"},
     {"data", "passive_ports", &Config::passive_ports, "LO-HI: the proxy's passive ports (1024..65535)"},
     {"data", "public_address", &Config::public_address, "IP announced in passive replies (empty: the local one)"},
     {"data", "allow_foreign_active", &Config::allow_foreign_active, "third-party IPs PORT/EPRT may name"},
@@ -74,6 +80,15 @@ const Key kKeys[] = {
     {"server", "workers", &Config::workers, "event loops (0: one per core)", 0, 256},
     {"server", "busy_poll_us", &Config::busy_poll_us, "polling after control traffic before sleeping", 0, 10000},
 };
+
+// The cores this process may run on (its CPU affinity: a container's cpuset,
+// taskset), not every core of the machine.
+std::int64_t usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max<std::int64_t>(1, std::thread::hardware_concurrency());
+}
 
 std::string pos(const std::string& file, const toml::source_region& r) {
   return file + ":" + std::to_string(r.begin.line) + ":" + std::to_string(r.begin.column);
@@ -290,6 +305,15 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
   if (cfg.mode == "audit") cfg.mode_value = Mode::audit;
   else if (cfg.mode == "enforce") cfg.mode_value = Mode::enforce;
   else err("policy.mode", "mode must be audit or enforce, got '" + cfg.mode + "'");
+  if (cfg.proxy_protocol == "off") cfg.proxy_accept = 0;
+  else if (cfg.proxy_protocol == "v1") cfg.proxy_accept = proxy_v1;
+  else if (cfg.proxy_protocol == "v2") cfg.proxy_accept = proxy_v2;
+  else if (cfg.proxy_protocol == "any") cfg.proxy_accept = proxy_any;
+  else err("listen.proxy_protocol", "proxy_protocol must be off, v1, v2 or any, got '" + cfg.proxy_protocol + "'");
+  if (cfg.send_proxy_protocol == "off") cfg.proxy_send = 0;
+  else if (cfg.send_proxy_protocol == "v1") cfg.proxy_send = 1;
+  else if (cfg.send_proxy_protocol == "v2") cfg.proxy_send = 2;
+  else err("upstream.send_proxy_protocol", "send_proxy_protocol must be off, v1 or v2, got '" + cfg.send_proxy_protocol + "'");
   if (cfg.relay == "copy") cfg.relay_kind = RelayKind::copy;
   else if (cfg.relay == "splice") cfg.relay_kind = RelayKind::splice;
   else if (cfg.relay == "stream") cfg.relay_kind = RelayKind::stream;
@@ -306,7 +330,7 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
     if (v < k.min) err(key, key + " must be >= " + std::to_string(k.min));
     else if (v > k.max) err(key, std::string(k.name) + " must be at most " + std::to_string(k.max));
   }
-  if (cfg.workers == 0) cfg.workers = std::max<std::int64_t>(1, std::thread::hardware_concurrency());
+  if (cfg.workers == 0) cfg.workers = usable_cores();
   if (cfg.audit_path.empty()) err("audit.path", "audit path must be a file or '-'");
   cfg.metrics_addr.reset();
   if (!cfg.metrics_listen.empty()) {

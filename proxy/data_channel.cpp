@@ -1,5 +1,7 @@
 #include "data_channel.h"
 
+#include "proxy_header.h"
+
 #include <spdlog/spdlog.h>
 
 namespace ftpw {
@@ -36,16 +38,52 @@ void DataChannel::on_connection(Listener& l) {
   Stream* st = l.accept(this, kind_ == Kind::passive ? client_leg : server_leg);
   if (!st) return;
   ++handles_;
+  if (kind_ == Kind::passive && s_.cfg().proxy_accept) {
+    // Through the balancer: who connected is in the header that comes first.
+    pending_.push_back({st, {}});
+    st->start();
+    return;
+  }
   auto peer = st->peer();
+  if (peer_allowed(st, peer)) accepted(st, *peer);
+}
+
+bool DataChannel::peer_allowed(Stream* st, const std::optional<NetAddr>& peer) {
   // SECURITY: only the session's own client (passive) or its server (active)
   // may connect; anyone else is closed unread and unanswered, the listener
   // keeps waiting for the right peer (data-port theft).
   const NetAddr& expected = kind_ == Kind::passive ? s_.peer() : s_.cfg().upstream_addr;
-  if (!peer || !peer->same_host(expected)) {
-    s_.data_event("data-peer-mismatch", "data connection from an unexpected address closed", peer ? *peer : NetAddr{});
-    st->close();
+  if (peer && peer->same_host(expected)) return true;
+  s_.data_event("data-peer-mismatch", "data connection from an unexpected address closed", peer ? *peer : NetAddr{});
+  st->close();
+  return false;
+}
+
+void DataChannel::header_data(std::size_t i, const char* p, std::size_t n) {
+  auto& [st, buf] = pending_[i];
+  Stream* s = st;
+  buf.append(p, n);  // what follows the header in the same read is the client's data
+  const auto h = parse_proxy_header(std::string_view(buf).substr(0, kProxyHeaderMax), s_.cfg().proxy_accept);
+  const bool too_long = h.status == ProxyHeader::Status::incomplete && buf.size() >= kProxyHeaderMax;
+  if (h.status == ProxyHeader::Status::incomplete && !too_long) return;
+  std::string rest = h.status == ProxyHeader::Status::done ? buf.substr(h.length) : std::string();
+  pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+  if (h.status != ProxyHeader::Status::done) {
+    auto peer = s->peer();
+    s_.data_event("proxy-header", "data connection without a valid PROXY header closed", peer ? *peer : NetAddr{});
+    s->close();
     return;
   }
+  const auto who = h.source ? std::optional<NetAddr>(*h.source) : s->peer();
+  if (!peer_allowed(s, who)) return;
+  for (auto& [other, unused] : pending_) other->close();  // the session's client is here: no one else
+  pending_.clear();
+  early_ = std::move(rest);
+  accepted(s, *who);
+}
+
+void DataChannel::accepted(Stream* st, const NetAddr& from) {
+  from_ = from;
   // Passive: the proxy connects to the server now; active: the server has
   // connected. Either way the server may say 125 from here on.
   s_.data_server_leg();
@@ -66,12 +104,28 @@ void DataChannel::on_connection(Listener& l) {
   if (leg->connect(reinterpret_cast<sockaddr*>(&ss)) != 0) end("connect-failed", false);
 }
 
+bool DataChannel::write_first(Stream& s, std::string_view bytes) {
+  // Ahead of a socket relay that writes to the descriptor itself: sent now,
+  // or the relay is not used for this connection (the bytes wait in order).
+  uv_buf_t b = uv_buf_init(const_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
+  const int n = uv_try_write(s.uv(), &b, 1);
+  const std::size_t done = n > 0 ? static_cast<std::size_t>(n) : 0;
+  if (done == bytes.size()) return true;
+  s.write(bytes.substr(done));
+  return false;
+}
+
 void DataChannel::on_connect(Stream& s, int status) {
   if (ended_) return;
   if (status != 0) {
     spdlog::debug("data connect to {} failed: {}", target_.to_string(), uv_strerror(status));
     end("connect-failed", false);
     return;
+  }
+  if (&s == server_ && kind_ == Kind::passive && s_.cfg().proxy_send) {
+    // The server learns whose data connection this is.
+    if (!write_first(s, s_.cfg().proxy_send == 1 ? proxy_header_v1(from_, target_) : proxy_header_v2(from_, target_)))
+      stream_only_ = true;
   }
   s.start();
   both_up();
@@ -85,9 +139,15 @@ void DataChannel::both_up() {
   auto c = client_->peer(), v = server_->peer();
   announced_ = true;
   s_.data_opened(*this, c ? *c : NetAddr{}, v ? *v : NetAddr{});
+  if (!early_.empty()) {
+    // What the client sent right after its PROXY header.
+    if (!write_first(*server_, early_)) stream_only_ = true;
+    up_ += early_.size();
+    early_.clear();
+  }
   uv_os_fd_t cfd, sfd;
   const Config& cfg = s_.cfg();
-  if (cfg.relay_kind != RelayKind::stream && SocketRelay::supported() &&
+  if (cfg.relay_kind != RelayKind::stream && !stream_only_ && SocketRelay::supported() &&
       uv_fileno(reinterpret_cast<uv_handle_t*>(client_->tcp()), &cfd) == 0 &&
       uv_fileno(reinterpret_cast<uv_handle_t*>(server_->tcp()), &sfd) == 0) {
     client_->pause(pause_relayed);
@@ -121,6 +181,8 @@ void DataChannel::upload_moved() {
 
 void DataChannel::on_data(Stream& s, const char* p, std::size_t n) {
   if (ended_) return;
+  for (std::size_t i = 0; i < pending_.size(); ++i)
+    if (pending_[i].first == &s) return header_data(i, p, n);
   Stream* o = other(s);
   if (!o || o->closing()) return;
   if (&s == client_ && cap_cuts_ && (capped_ || up_ + n > cap_)) {
@@ -149,8 +211,18 @@ void DataChannel::on_drain(Stream& s) {
   if (Stream* o = other(s)) o->resume(pause_peer_full);
 }
 
+bool DataChannel::drop_pending(Stream& s) {
+  for (std::size_t i = 0; i < pending_.size(); ++i)
+    if (pending_[i].first == &s) {
+      pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+      s.close();
+      return true;
+    }
+  return false;
+}
+
 void DataChannel::on_eof(Stream& s) {
-  if (ended_) return;
+  if (ended_ || drop_pending(s)) return;
   // Half-close: pass the FIN on once what was read before it is written.
   if (Stream* o = other(s)) o->shutdown();
 }
@@ -160,7 +232,8 @@ void DataChannel::on_shutdown(Stream&) {
   if (!ended_) end(capped_ ? "upload-cap" : "complete", !capped_);
 }
 
-void DataChannel::on_error(Stream&, int err) {
+void DataChannel::on_error(Stream& s, int err) {
+  if (drop_pending(s)) return;
   if (!ended_) end(uv_err_name(err), false);
 }
 
@@ -195,6 +268,8 @@ void DataChannel::end(std::string_view reason, bool delivered) {
   }
   if (client_) client_->close();
   if (server_) server_->close();
+  for (auto& [st, unused] : pending_) st->close();
+  pending_.clear();
   // The handles are closing: the session may now send the reply that follows
   // the data. This object lives on until their close callbacks (maybe_gone).
   s_.data_ended(*this, std::string(reason), delivered);
@@ -203,6 +278,7 @@ void DataChannel::end(std::string_view reason, bool delivered) {
 void DataChannel::on_closed(Stream& s) {
   --handles_;
   if (&s != client_ && &s != server_) {  // a thief's connection, closed unread
+    drop_pending(s);
     maybe_gone();
     return;
   }

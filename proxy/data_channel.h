@@ -6,7 +6,10 @@
 #pragma once
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "config.h"
 #include "net.h"
@@ -78,6 +81,11 @@ class DataChannel : public StreamHandler, public ListenerHandler, public RelayOw
   enum Leg { client_leg = 1, server_leg = 2 };
   Stream* other(Stream& s) { return &s == client_ ? server_ : client_; }
   void both_up();
+  bool peer_allowed(Stream* st, const std::optional<NetAddr>& peer);
+  void header_data(std::size_t i, const char* p, std::size_t n);
+  void accepted(Stream* st, const NetAddr& from);
+  bool write_first(Stream& s, std::string_view bytes);  // false: the socket relay must not be used
+  bool drop_pending(Stream& s);  // closes a connection still owing its PROXY header
   void end(std::string_view reason, bool delivered);
   void maybe_gone();
 
@@ -95,6 +103,11 @@ class DataChannel : public StreamHandler, public ListenerHandler, public RelayOw
   bool cap_cuts_ = false, cap_reported_ = false, capped_ = false;
   void upload_moved();
   SocketRelay relay_;
+  // Passive connections still owing their PROXY header ([listen] proxy_protocol).
+  std::vector<std::pair<Stream*, std::string>> pending_;
+  std::string early_;          // the client's bytes that came with its header, for the server
+  bool stream_only_ = false;   // bytes were queued ahead: no socket relay
+  NetAddr from_;               // who connected to the listener (its PROXY header's address, if any)
 };
 
 }  // namespace ftpw

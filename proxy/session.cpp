@@ -1,5 +1,7 @@
 #include "session.h"
 
+#include "proxy_header.h"
+
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
@@ -45,8 +47,9 @@ CoreSettings core_settings(const Config& c) {
 
 }  // namespace
 
-Session::Session(SessionHost& host, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer)
-    : host_(host), snap_(std::move(snap)), peer_(peer), client_(client) {
+Session::Session(SessionHost& host, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer,
+                 std::optional<NetAddr> via)
+    : host_(host), snap_(std::move(snap)), peer_(peer), via_(via), client_(client) {
   id_ = host_.next_session_id();
   peer_str_ = peer_.to_string();
   client_->set_handler(this);
@@ -67,9 +70,10 @@ void Session::start() {
   opened_ms_ = uv_now(loop());
   tune_control_socket(*client_, true);
   auto local = client_->local();
-  audit(event(audit::ev::session_open)
-            .str(audit::f::local, local ? local->to_string() : "")
-            .str(audit::f::upstream, cfg().upstream_addr.to_string()));
+  Event open = event(audit::ev::session_open);
+  open.str(audit::f::local, local ? local->to_string() : "").str(audit::f::upstream, cfg().upstream_addr.to_string());
+  if (via_) open.str(audit::f::via, via_->to_string());
+  audit(open);
   client_->pause(pause_not_ready);
   client_->start();
   slot_ = UpstreamSlot::queued;
@@ -100,6 +104,12 @@ void Session::on_connect(Stream& s, int status) {
   }
   host_.upstream_outcome(true);
   tune_control_socket(*upstream_, false);
+  if (cfg().proxy_send) {
+    // The server learns who the client is before any FTP.
+    const auto local = client_->local();
+    const NetAddr to = local ? *local : NetAddr{};
+    upstream_->write(cfg().proxy_send == 1 ? proxy_header_v1(peer_, to) : proxy_header_v2(peer_, to));
+  }
   upstream_->start();
   client_->resume(pause_not_ready);
   sync_backpressure();

@@ -19,7 +19,10 @@ namespace ftpw {
 
 class Session : public StreamHandler, public CoreSink, public DataOwner {
  public:
-  Session(SessionHost& host, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer);
+  // `peer`: the client's address (its PROXY header's, behind a balancer);
+  // `via`: the balancer's, when a header named the client.
+  Session(SessionHost& host, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer,
+          std::optional<NetAddr> via = std::nullopt);
   ~Session() override;
   void start();
   // Called by the worker when this session may connect upstream.
@@ -82,6 +85,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   std::shared_ptr<const Snapshot> snap_;
   std::string id_;
   NetAddr peer_;
+  std::optional<NetAddr> via_;
   std::string peer_str_;
   Stream* client_ = nullptr;
   Stream* upstream_ = nullptr;

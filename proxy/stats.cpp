@@ -4,11 +4,17 @@
 
 namespace ftpw {
 
+namespace {
+constexpr std::string_view refusal_reply(const char* reply) {
+  return reply == nullptr ? std::string_view{} : *reply == '\0' ? reply_of(EndReason::shutdown) : std::string_view(reply);
+}
+}  // namespace
+
 std::string_view reply_of(Refusal r) {
   switch (r) {
 #define FTPW_REFUSAL_REPLY(e, name, reply) \
   case Refusal::e:                         \
-    return std::string_view(reply).empty() ? reply_of(EndReason::shutdown) : std::string_view(reply);
+    return refusal_reply(reply);
     FTPW_REFUSALS(FTPW_REFUSAL_REPLY)
 #undef FTPW_REFUSAL_REPLY
   }

@@ -66,13 +66,15 @@ struct TransferLabels {
   }
 };
 // Why a connection was refused before it became a session (proxy/worker.cpp).
-// X(enumerator, label, the 421 it hears; "" for the session end's own, rules/end_reasons.def)
+// X(enumerator, label, the 421 it hears; "" for the session end's own
+// (rules/end_reasons.def), nullptr for none: closed without a byte)
 #define FTPW_REFUSALS(X)                                                                           \
   X(max_sessions, "max-sessions", "421 Too many users, try again later.\r\n")                        \
   X(max_sessions_per_ip, "max-sessions-per-ip", "421 Too many connections from your address.\r\n")  \
   X(login_cooldown, "login-cooldown", "421 Too many failed logins from your address, try again later.\r\n") \
   X(shutting_down, "shutting-down", "")                                                            \
-  X(no_peer, "no-peer", "421 Service not available.\r\n")
+  X(no_peer, "no-peer", "421 Service not available.\r\n")                                          \
+  X(proxy_header, "proxy-header", nullptr)
 enum class Refusal : std::uint8_t {
 #define FTPW_REFUSAL_ENUM(e, name, reply) e,
   FTPW_REFUSALS(FTPW_REFUSAL_ENUM)
@@ -94,7 +96,7 @@ struct RefusalLabels {
     return n[i];
   }
 };
-// The 421 line (with CRLF) a refused connection hears.
+// The 421 line (with CRLF) a refused connection hears; "" for none.
 std::string_view reply_of(Refusal r);
 
 // Histogram bucket bounds (upper, inclusive), in the unit of the name;

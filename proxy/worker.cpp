@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "audit_schema.h"
+#include "proxy_intake.h"
 #include "session.h"
 
 namespace ftpw {
@@ -134,6 +135,31 @@ void Worker::on_async() {
 }
 
 void Worker::on_connection(Listener& l) {
+  Stream* st = l.accept(nullptr, 0);
+  if (!st) return;
+  auto peer = st->peer();
+  const unsigned accept = snap_->cfg.proxy_accept;
+  if (!accept || !peer || draining_) return admit(st, peer, std::nullopt, {});
+  // Behind a load balancer: who the client is comes first, in its header.
+  ProxyIntake::start(
+      &loop_, st, *peer, accept,
+      [this](Stream* s, const NetAddr& client, std::optional<NetAddr> via, std::string early) {
+        admit(s, client, via, std::move(early));
+      },
+      [this](const NetAddr& from, std::string_view why) {
+        refused(Refusal::proxy_header, &from, why);
+      });
+}
+
+void Worker::refused(Refusal r, const NetAddr* peer, std::string_view why) {
+  ++stats_.sessions_refused;
+  ++stats_.refused[static_cast<std::size_t>(r)];
+  audit_.write(Event(audit::ev::session_refused, "", peer ? peer->to_string() : "")
+                   .str(audit::f::rules_version, snap_->rules->version())
+                   .str(audit::f::reason, why));
+}
+
+void Worker::admit(Stream* st, std::optional<NetAddr> peer, std::optional<NetAddr> via, std::string early) {
   struct Refuse : StreamHandler {  // answers 421 and closes; frees itself
     void on_data(Stream&, const char*, std::size_t) override {}
     void on_eof(Stream& s) override { s.close(); }
@@ -141,30 +167,24 @@ void Worker::on_connection(Listener& l) {
     void on_shutdown(Stream& s) override { s.close(); }
     void on_closed(Stream&) override { delete this; }
   };
-  Stream* st = l.accept(nullptr, 0);
-  if (!st) return;
-  auto peer = st->peer();
   std::optional<Refusal> refusal;
   if (draining_) refusal = Refusal::shutting_down;
   else if (!peer) refusal = Refusal::no_peer;
   else refusal = admission_.admit(*peer, snap_->cfg, now_ms());
   if (refusal) {
     const std::string_view refuse = reply_of(*refusal);
-    ++stats_.sessions_refused;
-    ++stats_.refused[static_cast<std::size_t>(*refusal)];
+    refused(*refusal, peer ? &*peer : nullptr, refuse.substr(4, refuse.size() - 6));
     st->set_handler(new Refuse);
-    audit_.write(Event(audit::ev::session_refused, "", peer ? peer->to_string() : "")
-                     .str(audit::f::rules_version, snap_->rules->version())
-                     .str(audit::f::reason, refuse.substr(4, refuse.size() - 6)));
     st->write(refuse);
     st->shutdown();
     return;
   }
   ++stats_.sessions_total;
   ++stats_.sessions_open;
-  auto* s = new Session(*this, snap_, st, *peer);
+  auto* s = new Session(*this, snap_, st, *peer, via);
   sessions_.insert(s);
   s->start();
+  if (!early.empty()) s->on_data(*st, early.data(), early.size());
 }
 
 void Worker::want_upstream(Session* s) {

@@ -62,6 +62,10 @@ class Worker : public ListenerHandler, public SessionHost {
  private:
   void tick();
   void begin_drain();
+  // A connection whose client is known (its own address, or its PROXY
+  // header's): a session, or refused with the reason's 421.
+  void admit(Stream* st, std::optional<NetAddr> peer, std::optional<NetAddr> via, std::string early);
+  void refused(Refusal r, const NetAddr* peer, std::string_view why);
   void maybe_stop();
   void dispatch_connects();
   void on_async();

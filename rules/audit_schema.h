@@ -14,7 +14,7 @@
   X(source) X(annotation) X(rule) X(action) X(reply_code) X(severity) X(message) X(peer) X(client_side)        \
   X(server_side) X(reason) X(complete) X(bytes_down) X(bytes_up) X(path) X(bytes) X(direction) X(duration_us) \
   X(data_conn) X(timer) X(duration_ms) X(bytes_from_client) X(bytes_to_client) X(rules_version) X(old)      \
-  X(cause)
+  X(cause) X(via)
 // Fields whose name is a C++ keyword: (identifier, name)
 #define FTPW_AUDIT_FIELDS_RENAMED(X) X(new_, "new")
 

@@ -200,17 +200,21 @@ class RawClient:
         c.send(b"NO\\xff\\xf1OP\\r\\n"); r = c.reply()
     """
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0, source: str | None = None):
-        """`source`: the local address to connect from (127.0.0.2 is loopback too)."""
+    def __init__(self, host: str, port: int, timeout: float = 10.0, source: str | None = None,
+                 prefix: bytes = b""):
+        """`source`: the local address to connect from (127.0.0.2 is loopback too);
+        `prefix`: sent before the greeting is read (a PROXY header, say)."""
         self.sock = socket.create_connection((host, port), timeout=timeout,
                                              source_address=(source, 0) if source else None)
         self.buf = b""
+        if prefix:
+            self.sock.sendall(prefix)
         self.greeting = self.reply()
 
     @classmethod
-    def to(cls, target, timeout: float = 10.0, source: str | None = None) -> "RawClient":
+    def to(cls, target, timeout: float = 10.0, source: str | None = None, prefix: bytes = b"") -> "RawClient":
         t = _target(target)
-        c = cls(t.host, t.port, timeout, source)
+        c = cls(t.host, t.port, timeout, source, prefix)
         c.target = t
         return c
 

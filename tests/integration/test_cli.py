@@ -383,6 +383,13 @@ def test_help_comes_from_the_flag_table_and_the_readme_shows_it(proxy_bin):
     assert "\n".join("    " + l if l else "" for l in out.rstrip("\n").splitlines()) in readme
 
 
+def test_readme_configuration_reference_is_config_keys(proxy_bin):
+    """The README's configuration reference is `ftpwarden config-keys`, as is."""
+    out = subprocess.run([proxy_bin, "config-keys"], capture_output=True, text=True, check=True).stdout
+    readme = (REPO / "README.md").read_text()
+    assert "\n".join("    " + l if l else "" for l in out.rstrip("\n").splitlines()) in readme
+
+
 def test_sample_config_lists_every_key_with_its_default(proxy_bin):
     """deploy/ftpwarden.toml documents exactly the keys of proxy/config.cpp's
     key table (`ftpwarden config-keys`), each with its default; it names an
