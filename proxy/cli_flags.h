@@ -10,7 +10,7 @@ namespace ftpw {
 
 struct CliFlag {
   const char* name;   // "--listen"
-  const char* value;  // what it takes, for the usage text
+  const char* value;  // what it takes, for the usage text; "" for a switch (sets "true")
   const char* key;    // "section.key" it sets; "" for --config
   bool repeatable;    // each use adds a value (an array key)
   const char* help;
@@ -29,6 +29,7 @@ inline constexpr CliFlag kCliFlags[] = {
     {"--workers", "N", "server.workers", false, "event loops (0: one per core)"},
     {"--metrics", "ADDR:PORT", "metrics.listen", false, "serve /metrics, /healthz and /ready over HTTP"},
     {"--proxy-protocol", "off|v1|v2|any", "listen.proxy_protocol", false, "read a PROXY header on each connection"},
+    {"--transparent", "", "listen.transparent", false, "take redirected connections; upstream: their original destination"},
 };
 
 inline const CliFlag* find_cli_flag(std::string_view name) {
@@ -42,7 +43,7 @@ inline std::string cli_usage() {
   std::string s = "usage: ftpwarden";
   std::size_t col = s.size();
   for (const auto& f : kCliFlags) {
-    std::string item = std::string(" [") + f.name + " " + f.value + "]" + (f.repeatable ? "..." : "");
+    std::string item = std::string(" [") + f.name + (f.value[0] ? " " : "") + f.value + "]" + (f.repeatable ? "..." : "");
     if (col + item.size() > 80) {
       s += "\n                ";
       col = 16;
@@ -55,7 +56,7 @@ inline std::string cli_usage() {
        "       ftpwarden lint [--rules FILE]... [--format text|json] FILE...\n"
        "       ftpwarden --version | --help\n\noptions:\n";
   for (const auto& f : kCliFlags) {
-    std::string head = std::string("  ") + f.name + " " + f.value;
+    std::string head = std::string("  ") + f.name + (f.value[0] ? " " : "") + f.value;
     head.resize(std::max<std::size_t>(head.size() + 1, 28), ' ');
     s += head + f.help + (f.key[0] ? std::string(" [") + f.key + "]" : std::string()) + "\n";
   }

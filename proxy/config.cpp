@@ -40,11 +40,15 @@ const Key kKeys[] = {
     {"listen", "address", &Config::listen, "IP:PORT clients connect to ([v6]:port; port 0 picks one)"},
     {"listen", "proxy_protocol", &Config::proxy_protocol,
      "off, v1, v2 or any: every connection (control and passive data) starts with a PROXY header"},
+    {"listen", "transparent", &Config::transparent,
+     "take connections the firewall redirected; each session's server is their original destination"},
     {"upstream", "address", &Config::upstream, "HOST:PORT of the FTP server (required)"},
     {"upstream", "connect_timeout_ms", &Config::upstream_connect_timeout_ms, "connect + the server's first reply", 1, 3600000},
     {"upstream", "max_connecting", &Config::upstream_max_connecting, "upstream connections waiting for a greeting", 1},
     {"upstream", "send_proxy_protocol", &Config::send_proxy_protocol,
      "off, v1 or v2: a PROXY header naming the client on each connection to the server"},
+    {"upstream", "allowed", &Config::upstream_allowed,
+     "CIDRs a transparent session's original destination must be in (required with transparent)"},
     {"data", "passive_ports", &Config::passive_ports, "LO-HI: the proxy's passive ports (1024..65535)"},
     {"data", "public_address", &Config::public_address, "IP announced in passive replies (empty: the local one)"},
     {"data", "allow_foreign_active", &Config::allow_foreign_active, "third-party IPs PORT/EPRT may name"},
@@ -270,7 +274,15 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
 
   if (auto a = NetAddr::parse_host_port(cfg.listen)) cfg.listen_addr = *a;
   else err("listen.address", "listen address must be IP:PORT (IPv6 as [addr]:port), got '" + cfg.listen + "'");
-  if (need_upstream && cfg.upstream.empty()) err("upstream.address", "an upstream HOST:PORT is required");
+  if (need_upstream && cfg.upstream.empty() && !cfg.transparent)
+    err("upstream.address", "an upstream HOST:PORT is required (or listen.transparent)");
+  cfg.allowed_nets.clear();
+  for (const auto& a : cfg.upstream_allowed) {
+    if (auto c = Cidr::parse(a)) cfg.allowed_nets.push_back(*c);
+    else err("upstream.allowed", "not an address or CIDR: '" + a + "'");
+  }
+  if (cfg.transparent && cfg.upstream_allowed.empty())
+    err("listen.transparent", "transparent needs upstream.allowed: the destinations it may relay to (never an open relay)");
   {
     const auto dash = cfg.passive_ports.find('-');
     unsigned long lo = 0, hi = 0;

@@ -20,12 +20,14 @@ struct Config {
   // [listen]
   std::string listen = "0.0.0.0:2121";
   std::string proxy_protocol = "off";  // off, v1, v2, any: a PROXY header first on every connection
+  bool transparent = false;            // redirected connections: upstream = their original destination
   // [upstream] (below) send_proxy_protocol: off, v1, v2
   // [upstream]
   std::string upstream;
   std::int64_t upstream_connect_timeout_ms = 5000;
   std::int64_t upstream_max_connecting = 16;  // connections waiting for the server's first reply
   std::string send_proxy_protocol = "off";
+  std::vector<std::string> upstream_allowed;  // CIDRs a transparent session's destination must be in
   // [data]
   std::string passive_ports = "50000-50999";
   std::string public_address;
@@ -69,6 +71,7 @@ struct Config {
   // Derived by validate()
   NetAddr listen_addr;
   unsigned proxy_accept = 0;  // ProxyVersions bits; 0: off
+  std::vector<Cidr> allowed_nets;  // upstream_allowed, parsed
   unsigned proxy_send = 0;    // 0, 1 or 2
   NetAddr upstream_addr;  // resolved by the caller (names need DNS)
   std::uint16_t pasv_lo = 0, pasv_hi = 0;

@@ -16,7 +16,7 @@ std::optional<NetAddr> DataChannel::open(const NetAddr& bind_host, const std::op
     PortPool& pool = s_.ports();
     port_ = pool.acquire([&](std::uint16_t port) {
       bind.port = port;
-      return listener_->listen(bind, 4) == 0;
+      return listener_->listen(bind, 4, false, s_.cfg().transparent) == 0;
     });
     if (port_ < 0) {
       spdlog::warn("no free passive port in {}", s_.cfg().passive_ports);
@@ -52,7 +52,7 @@ bool DataChannel::peer_allowed(Stream* st, const std::optional<NetAddr>& peer) {
   // SECURITY: only the session's own client (passive) or its server (active)
   // may connect; anyone else is closed unread and unanswered, the listener
   // keeps waiting for the right peer (data-port theft).
-  const NetAddr& expected = kind_ == Kind::passive ? s_.peer() : s_.cfg().upstream_addr;
+  const NetAddr& expected = kind_ == Kind::passive ? s_.peer() : s_.upstream();
   if (peer && peer->same_host(expected)) return true;
   s_.data_event("data-peer-mismatch", "data connection from an unexpected address closed", peer ? *peer : NetAddr{});
   st->close();

@@ -27,6 +27,9 @@ class DataOwner {
   virtual PortPool& ports() = 0;
   virtual const Config& cfg() const = 0;
   virtual const NetAddr& peer() const = 0;  // the client's control address
+  // The session's server (its configured upstream, or in transparent mode
+  // the client's original destination).
+  virtual const NetAddr& upstream() const { return cfg().upstream_addr; }
   // Bytes moved (the stall timer restarts).
   virtual void data_moved() = 0;
   // The server leg began (passive: the proxy connects; active: the server connected).

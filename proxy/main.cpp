@@ -47,7 +47,9 @@ bool parse_cli(int argc, char** argv, int start, Cli& cli, std::string& err) {
       err = "unknown option '" + a + "'";
       return false;
     }
-    if (eq == std::string::npos) {
+    if (eq == std::string::npos && flag->value[0] == '\0') {
+      v = "true";  // a switch
+    } else if (eq == std::string::npos) {
       if (i + 1 >= argc) {
         err = "option " + a + " needs a value";
         return false;
@@ -79,13 +81,15 @@ std::shared_ptr<const Snapshot> build_snapshot(const Cli& cli, std::vector<Confi
   apply_overrides(cli, c, errors);
   if (!errors.empty()) return nullptr;
   if (!validate_config(c, true, errors)) return nullptr;
-  std::string rerr;
-  auto up = resolve_host_port(c.upstream, rerr);
-  if (!up) {
-    errors.push_back({(c.origin.count("upstream.address") ? c.origin["upstream.address"] : "--upstream") + ": " + rerr});
-    return nullptr;
+  if (!c.upstream.empty()) {  // transparent: each session's own destination instead
+    std::string rerr;
+    auto up = resolve_host_port(c.upstream, rerr);
+    if (!up) {
+      errors.push_back({(c.origin.count("upstream.address") ? c.origin["upstream.address"] : "--upstream") + ": " + rerr});
+      return nullptr;
+    }
+    c.upstream_addr = *up;
   }
-  c.upstream_addr = *up;
   snap->rules = load_rules(c, errors);
   if (!snap->rules) return nullptr;
   return snap;
@@ -248,13 +252,13 @@ int cmd_run(int argc, char** argv) {
     return 1;
   }
   if (!snap->cfg.process_user.empty()) {
-    if (!drop_privileges(snap->cfg.process_user, snap->cfg.process_group, err)) {
+    if (!drop_privileges(snap->cfg.process_user, snap->cfg.process_group, snap->cfg.transparent, err)) {
       std::fprintf(stderr, "ftpwarden: cannot run as %s: %s\n", snap->cfg.process_user.c_str(), err.c_str());
       return 1;
     }
   }
   std::fprintf(stderr, "listening on %s -> %s (mode=%s)\n", server.bound().to_string().c_str(),
-               snap->cfg.upstream.c_str(), snap->cfg.mode.c_str());
+               snap->cfg.transparent ? "(transparent)" : snap->cfg.upstream.c_str(), snap->cfg.mode.c_str());
   if (auto m = server.metrics_bound()) std::fprintf(stderr, "metrics on http://%s/metrics\n", m->to_string().c_str());
   std::fflush(stderr);
   server.run();

@@ -25,6 +25,7 @@ struct WriteReq {
 }  // namespace
 
 Stream* Stream::create(uv_loop_t* loop, StreamHandler* h, int tag) {
+  g_sockets.fetch_add(1, std::memory_order_relaxed);
   auto* s = new Stream();
   s->handler_ = h;
   s->tag_ = tag;
@@ -162,6 +163,7 @@ void Stream::close() {
 }
 
 void Stream::on_close(uv_handle_t* h) {
+  g_sockets.fetch_sub(1, std::memory_order_relaxed);
   auto* self = static_cast<Stream*>(h->data);
   self->handler_->on_closed(*self);
   delete self;
@@ -174,6 +176,28 @@ std::optional<NetAddr> Stream::peer() const {
   return from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
 }
 
+bool set_transparent(int fd, int family) {
+  const int one = 1;
+  return family == AF_INET6 ? ::setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one) == 0
+                            : ::setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) == 0;
+}
+
+std::optional<NetAddr> Stream::original_destination() const {
+  // Where the client meant to connect before the firewall redirected it
+  // (nftables redirect/dnat: conntrack's original tuple). 80 is
+  // SO_ORIGINAL_DST (linux/netfilter_ipv4.h) and IP6T_SO_ORIGINAL_DST.
+  constexpr int kSoOriginalDst = 80;
+  uv_os_fd_t fd;
+  if (uv_fileno(reinterpret_cast<const uv_handle_t*>(&tcp_), &fd) != 0) return std::nullopt;
+  const auto here = local();
+  if (!here) return std::nullopt;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  const int level = here->is_v6() ? SOL_IPV6 : SOL_IP;
+  if (::getsockopt(fd, level, kSoOriginalDst, &ss, &len) == 0) return from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+  return here;  // not translated (TPROXY: the local address is the destination)
+}
+
 std::optional<NetAddr> Stream::local() const {
   sockaddr_storage ss{};
   int len = sizeof ss;
@@ -182,6 +206,7 @@ std::optional<NetAddr> Stream::local() const {
 }
 
 Listener* Listener::create(uv_loop_t* loop, ListenerHandler* h) {
+  g_sockets.fetch_add(1, std::memory_order_relaxed);
   auto* l = new Listener();
   l->handler_ = h;
   uv_tcp_init(loop, &l->tcp_);
@@ -189,16 +214,26 @@ Listener* Listener::create(uv_loop_t* loop, ListenerHandler* h) {
   return l;
 }
 
-int Listener::listen(const NetAddr& addr, int backlog, bool reuseport) {
+int Listener::listen(const NetAddr& addr, int backlog, bool reuseport, bool transparent) {
   sockaddr_storage ss{};
   to_sockaddr(addr, ss);
-  if (reuseport) {
-    // SO_REUSEPORT must be set before bind: create the socket ourselves.
+  uv_os_fd_t existing;
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(&tcp_), &existing) == 0) {
+    // A second try on the same handle (another passive port): its socket exists.
+    if (transparent) set_transparent(existing, ss.ss_family);
+  } else if (reuseport || transparent) {
+    // Options that must be set before bind: create the socket ourselves.
     const int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return uv_translate_sys_error(errno);
     const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuseport) {
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+      ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    }
+    // TPROXY: accept connections to (and bind) addresses that are not this
+    // host's. Needs CAP_NET_ADMIN; without it only redirected connections
+    // (whose destination is this host) can be taken, which need no option.
+    if (transparent) set_transparent(fd, ss.ss_family);
     if (int rc = uv_tcp_open(&tcp_, fd); rc != 0) {
       ::close(fd);
       return rc;
@@ -243,6 +278,7 @@ void Listener::close() {
   if (closing_) return;
   closing_ = true;
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), [](uv_handle_t* h) {
+    g_sockets.fetch_sub(1, std::memory_order_relaxed);
     auto* self = static_cast<Listener*>(h->data);
     self->handler_->on_listener_closed(*self);
     delete self;

@@ -4,6 +4,7 @@
 #pragma once
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -14,6 +15,10 @@
 namespace ftpw {
 
 class Stream;
+
+// Sockets (Streams and Listeners) open in the process, all workers: what the
+// descriptor reserve is checked against (proxy/fd_budget.h).
+inline std::atomic<std::int64_t> g_sockets{0};
 
 // Control traffic and new connections bump it: after such activity the
 // worker's loop polls briefly instead of sleeping (see Worker::run). Data
@@ -79,6 +84,9 @@ class Stream {
 
   std::optional<NetAddr> peer() const;
   std::optional<NetAddr> local() const;
+  // The destination the client dialled: conntrack's original one after a
+  // redirect, else the local address (which under TPROXY is that destination).
+  std::optional<NetAddr> original_destination() const;
   std::uint64_t bytes_in = 0, bytes_out = 0;
 
  private:
@@ -110,7 +118,8 @@ class Listener {
  public:
   static Listener* create(uv_loop_t* loop, ListenerHandler* h);
   // Binds and listens; port 0 picks one. Returns 0 or a libuv error.
-  int listen(const NetAddr& addr, int backlog, bool reuseport = false);
+  // `transparent`: IP_TRANSPARENT, best effort (TPROXY; needs CAP_NET_ADMIN).
+  int listen(const NetAddr& addr, int backlog, bool reuseport = false, bool transparent = false);
   // Accepts into a new Stream owned by `h`; nullptr on failure.
   Stream* accept(StreamHandler* h, int tag);
   std::optional<NetAddr> local() const;
@@ -124,6 +133,9 @@ class Listener {
   ListenerHandler* handler_ = nullptr;
   bool closing_ = false;
 };
+
+// IP_TRANSPARENT / IPV6_TRANSPARENT on a socket; false without CAP_NET_ADMIN.
+bool set_transparent(int fd, int family);
 
 // Conversions
 bool to_sockaddr(const NetAddr& a, sockaddr_storage& out);

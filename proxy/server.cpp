@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "audit_schema.h"
+#include "fd_budget.h"
 #include "prometheus.h"
 #include "sd_notify.h"
 #include "socket_relay.h"
@@ -54,6 +55,7 @@ int Server::start(std::string& error) {
     metrics_ = std::make_unique<MetricsServer>(main_, [this](std::string_view path) { return endpoint(path); });
     if (int rc = metrics_->listen(*c.metrics_addr, error); rc != 0) return rc;
   }
+  FdBudget::count_base(g_sockets.load());
   return 0;
 }
 

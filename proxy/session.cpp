@@ -48,13 +48,14 @@ CoreSettings core_settings(const Config& c) {
 }  // namespace
 
 Session::Session(SessionHost& host, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer,
-                 std::optional<NetAddr> via)
+                 std::optional<NetAddr> via, std::optional<NetAddr> upstream)
     : host_(host), snap_(std::move(snap)), peer_(peer), via_(via), client_(client) {
+  upstream_addr_ = upstream ? *upstream : snap_->cfg.upstream_addr;
   id_ = host_.next_session_id();
   peer_str_ = peer_.to_string();
   client_->set_handler(this);
   ++handles_;
-  core_ = std::make_unique<SessionCore>(core_settings(cfg()), snap_->rules, SessionPeers{peer_, cfg().upstream_addr},
+  core_ = std::make_unique<SessionCore>(core_settings(cfg()), snap_->rules, SessionPeers{peer_, upstream_addr_},
                                         now_us());
 }
 
@@ -71,7 +72,7 @@ void Session::start() {
   tune_control_socket(*client_, true);
   auto local = client_->local();
   Event open = event(audit::ev::session_open);
-  open.str(audit::f::local, local ? local->to_string() : "").str(audit::f::upstream, cfg().upstream_addr.to_string());
+  open.str(audit::f::local, local ? local->to_string() : "").str(audit::f::upstream, upstream_addr_.to_string());
   if (via_) open.str(audit::f::via, via_->to_string());
   audit(open);
   client_->pause(pause_not_ready);
@@ -86,9 +87,9 @@ void Session::connect_upstream() {
   upstream_ = Stream::create(loop(), this, tag_upstream);
   ++handles_;
   sockaddr_storage ss;
-  to_sockaddr(cfg().upstream_addr, ss);
+  to_sockaddr(upstream_addr_, ss);
   if (int rc = upstream_->connect(reinterpret_cast<sockaddr*>(&ss)); rc != 0) {
-    spdlog::warn("session {}: connect to {} failed: {}", id_, cfg().upstream_addr.to_string(), uv_strerror(rc));
+    spdlog::warn("session {}: connect to {} failed: {}", id_, upstream_addr_.to_string(), uv_strerror(rc));
     upstream_failed();
     terminate(EndReason::upstream_unreachable);
   }
@@ -97,7 +98,7 @@ void Session::connect_upstream() {
 void Session::on_connect(Stream& s, int status) {
   if (&s != upstream_ || closing_) return;
   if (status != 0) {
-    spdlog::warn("session {}: upstream {} unreachable: {}", id_, cfg().upstream_addr.to_string(), uv_strerror(status));
+    spdlog::warn("session {}: upstream {} unreachable: {}", id_, upstream_addr_.to_string(), uv_strerror(status));
     upstream_failed();
     terminate(EndReason::upstream_unreachable);
     return;
@@ -343,7 +344,12 @@ void Session::open_data(const DataRequest& req) {
     d->limit_upload(next_cap_->first, next_cap_->second);
     next_cap_.reset();
   }
-  const auto addr = d->open(*local, passive ? cfg().public_addr : std::nullopt);
+  // Announced: the public address if one is set; in transparent mode the
+  // server's own (the client believes it talks to it, and the firewall
+  // redirects the passive range too); else the listener's.
+  std::optional<NetAddr> announce;
+  if (passive) announce = cfg().public_addr ? cfg().public_addr : cfg().transparent ? std::optional(upstream_addr_) : std::nullopt;
+  const auto addr = d->open(*local, announce);
   if (!addr) d->abort(passive ? "no-passive-port" : "no-active-port");
   core_->on_data_listening(addr, now_us(), *this);
 }

@@ -20,9 +20,10 @@ namespace ftpw {
 class Session : public StreamHandler, public CoreSink, public DataOwner {
  public:
   // `peer`: the client's address (its PROXY header's, behind a balancer);
-  // `via`: the balancer's, when a header named the client.
+  // `via`: the balancer's, when a header named the client; `upstream`: the
+  // server (the configured one unless given: transparent mode).
   Session(SessionHost& host, std::shared_ptr<const Snapshot> snap, Stream* client, const NetAddr& peer,
-          std::optional<NetAddr> via = std::nullopt);
+          std::optional<NetAddr> via = std::nullopt, std::optional<NetAddr> upstream = std::nullopt);
   ~Session() override;
   void start();
   // Called by the worker when this session may connect upstream.
@@ -63,6 +64,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   PortPool& ports() override { return host_.ports(); }
   const Config& cfg() const override { return snap_->cfg; }
   const NetAddr& peer() const override { return peer_; }
+  const NetAddr& upstream() const override { return upstream_addr_; }
   void data_moved() override;
   void data_opened(const DataChannel& d, const NetAddr& client_side, const NetAddr& server_side) override;
   void data_server_leg() override;
@@ -86,6 +88,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   std::string id_;
   NetAddr peer_;
   std::optional<NetAddr> via_;
+  NetAddr upstream_addr_;
   std::string peer_str_;
   Stream* client_ = nullptr;
   Stream* upstream_ = nullptr;

@@ -74,7 +74,10 @@ struct TransferLabels {
   X(login_cooldown, "login-cooldown", "421 Too many failed logins from your address, try again later.\r\n") \
   X(shutting_down, "shutting-down", "")                                                            \
   X(no_peer, "no-peer", "421 Service not available.\r\n")                                          \
-  X(proxy_header, "proxy-header", nullptr)
+  X(proxy_header, "proxy-header", nullptr)                                                          \
+  X(not_redirected, "not-redirected", "421 Service not available: connect to the server, not the proxy.\r\n") \
+  X(destination_not_allowed, "destination-not-allowed", "421 Service not available for this destination.\r\n") \
+  X(out_of_fds, "out-of-fds", "421 Too many connections, try again later.\r\n")
 enum class Refusal : std::uint8_t {
 #define FTPW_REFUSAL_ENUM(e, name, reply) e,
   FTPW_REFUSALS(FTPW_REFUSAL_ENUM)

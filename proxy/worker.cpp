@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "audit_schema.h"
+#include "fd_budget.h"
 #include "proxy_intake.h"
 #include "session.h"
 
@@ -56,7 +57,7 @@ std::string Worker::next_session_id() {
 
 int Worker::listen(const NetAddr& addr, bool reuseport, std::string& error) {
   listener_ = Listener::create(&loop_, this);
-  if (int rc = listener_->listen(addr, 1024, reuseport); rc != 0) {
+  if (int rc = listener_->listen(addr, 1024, reuseport, snap_->cfg.transparent); rc != 0) {
     error = "cannot listen on " + addr.to_string() + ": " + uv_strerror(rc);
     listener_->close();
     listener_ = nullptr;
@@ -151,6 +152,20 @@ void Worker::on_connection(Listener& l) {
       });
 }
 
+std::optional<NetAddr> Worker::destination(const Stream& st) const {
+  auto dst = st.original_destination();
+  // A connection made to the proxy itself, not redirected to it: it has no
+  // server to go to (and relaying it to itself would loop).
+  if (!dst || (dst->port == bound_.port && dst == st.local())) return std::nullopt;
+  return dst;
+}
+
+bool Worker::allowed_upstream(const NetAddr& dst) const {
+  for (const auto& net : snap_->cfg.allowed_nets)
+    if (net.contains(dst)) return true;
+  return false;
+}
+
 void Worker::refused(Refusal r, const NetAddr* peer, std::string_view why) {
   ++stats_.sessions_refused;
   ++stats_.refused[static_cast<std::size_t>(r)];
@@ -168,9 +183,13 @@ void Worker::admit(Stream* st, std::optional<NetAddr> peer, std::optional<NetAdd
     void on_closed(Stream&) override { delete this; }
   };
   std::optional<Refusal> refusal;
+  std::optional<NetAddr> upstream;  // transparent: where this client meant to go
   if (draining_) refusal = Refusal::shutting_down;
   else if (!peer) refusal = Refusal::no_peer;
-  else refusal = admission_.admit(*peer, snap_->cfg, now_ms());
+  else if (!FdBudget::room(g_sockets.load(std::memory_order_relaxed))) refusal = Refusal::out_of_fds;
+  else if (snap_->cfg.transparent && !(upstream = destination(*st))) refusal = Refusal::not_redirected;
+  else if (upstream && !allowed_upstream(*upstream)) refusal = Refusal::destination_not_allowed;
+  if (!refusal && peer) refusal = admission_.admit(*peer, snap_->cfg, now_ms());
   if (refusal) {
     const std::string_view refuse = reply_of(*refusal);
     refused(*refusal, peer ? &*peer : nullptr, refuse.substr(4, refuse.size() - 6));
@@ -181,7 +200,7 @@ void Worker::admit(Stream* st, std::optional<NetAddr> peer, std::optional<NetAdd
   }
   ++stats_.sessions_total;
   ++stats_.sessions_open;
-  auto* s = new Session(*this, snap_, st, *peer, via);
+  auto* s = new Session(*this, snap_, st, *peer, via, upstream);
   sessions_.insert(s);
   s->start();
   if (!early.empty()) s->on_data(*st, early.data(), early.size());

@@ -66,6 +66,10 @@ class Worker : public ListenerHandler, public SessionHost {
   // header's): a session, or refused with the reason's 421.
   void admit(Stream* st, std::optional<NetAddr> peer, std::optional<NetAddr> via, std::string early);
   void refused(Refusal r, const NetAddr* peer, std::string_view why);
+  // Transparent mode: the server a connection was meant for (nullopt: it was
+  // made to the proxy itself), and whether upstream.allowed lets it through.
+  std::optional<NetAddr> destination(const Stream& st) const;
+  bool allowed_upstream(const NetAddr& dst) const;
   void maybe_stop();
   void dispatch_connects();
   void on_async();

@@ -88,6 +88,9 @@ FrameStatus LineFramer::slow(std::string_view& in, Line& out) {
       case State::text:
         if (c == '\r') {
           state_ = State::cr;
+        } else if (c == '\n' && opt_.lf_in_text) {
+          pending_problems_ |= bit(FrameProblem::bare_lf);
+          append(' ');
         } else if (c == '\n') {
           if (!opt_.lf_terminates) pending_problems_ |= bit(FrameProblem::bare_lf);
           finish(out, i);

@@ -43,6 +43,10 @@ struct FramerOptions {
   std::size_t max_line = 4096;  // bytes of decoded text
   bool telnet = true;           // decode IAC sequences
   bool lf_terminates = false;   // leniency: bare LF ends a line without a problem flag
+  // RFC 959 framing for a peer whose lines must end in CRLF: a bare LF ends
+  // nothing, it is a byte of the line (flagged bare_lf, kept as a space so
+  // whoever reads the line next frames it the same way).
+  bool lf_in_text = false;
 };
 
 class LineFramer {

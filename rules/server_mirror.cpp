@@ -37,8 +37,11 @@ void SessionCore::read_replies(std::string_view& in, std::uint64_t now_us, CoreS
   Line line;
   while (!closed_ && !awaited_ && server_framer_.next(in, line) == FrameStatus::line) {
     Reply r;
-    if (line.problems & (bit(FrameProblem::nul_in_line) | bit(FrameProblem::bare_cr) | bit(FrameProblem::bad_iac)))
-      finding(sink, "reply-framing", "server reply line with NUL, bare CR or a TELNET sequence; normalised",
+    if (line.problems & (bit(FrameProblem::nul_in_line) | bit(FrameProblem::bare_cr) | bit(FrameProblem::bad_iac) |
+                         bit(FrameProblem::bare_lf)))
+      finding(sink, "reply-framing",
+              "server reply line with NUL, bare CR, bare LF or a TELNET sequence; normalised (a bare LF ends no "
+              "line: it is kept as a space)",
               Severity::warning, Side::server, nullptr, FindingAction::logged, 0, line.offset);
     if (!assembler_.in_multiline()) reply_offset_ = line.offset;
     if (assembler_.feed(line.text, r)) handle_reply(r, now_us, sink);

@@ -178,6 +178,22 @@ void SessionCore::data_failure(std::string_view cause, CoreSink& sink, Verb verb
 
 // ---------------------------------------------------------------- the end
 
+void SessionCore::finish_after_server_quit(bool delivered, std::uint64_t now_us, CoreSink& sink) {
+  constexpr std::string_view kDone = "226 Transfer complete.\r\n";
+  const Pending done = pending_.pop();
+  const std::string_view line = delivered ? kDone : kCutShort;
+  const int code = delivered ? 226 : 426;
+  complete(done.verb, done.epsv_all, code, done.preliminary);
+  transfer_.complete(code);
+  hold_completion(line, now_us, sink);  // released at once: the data connection is over
+  sink.on_reply({code, line, done.verb, -1, true, false, reply_offset_});
+  to_client(held_quit_, sink);
+  sink.on_reply({221, held_quit_, Verb::QUIT, -1, false, false, held_quit_offset_});
+  held_quit_.clear();
+  server_left_after_quit_ = false;
+  close(EndReason::quit, sink);
+}
+
 void SessionCore::close(EndReason reason, CoreSink& sink) {
   // The session ends after its last words (421, 221). A 221 waits for the
   // completion reply that is waiting for its data.
@@ -238,6 +254,20 @@ void SessionCore::on_server_gone(EndReason why, std::uint64_t now_us, CoreSink& 
   // Its 221 is in: the completion before it still goes out once its data
   // has drained, then the session ends.
   if (quit_after_completion_) return;
+  if (why == EndReason::upstream_closed && !held_quit_.empty() && transfer_.active() && !pending_.empty() &&
+      pending_.front().preliminary) {
+    // It said goodbye (221, held) during a transfer and hung up without the
+    // transfer's completion: the transfer still finishes for the client.
+    server_left_after_quit_ = true;
+    Command quit;
+    quit.verb = Verb::QUIT;
+    quit.verb_text = name_of(Verb::QUIT);
+    finding(sink, "server-closed-before-completion",
+            "the server closed its control connection after 221 without the running transfer's completion reply",
+            Severity::warning, Side::server, &quit, FindingAction::logged, 0, reply_offset_);
+    if (!data_live_) finish_after_server_quit(transfer_.data_made_since_setup() && !transfer_.was_cut(), now_us, sink);
+    return;
+  }
   if (why == EndReason::upstream_error) {
     end(why, sink);
   } else if (why == EndReason::upstream_closed && (pending_commands() != 0 || transfer_.active())) {
@@ -282,6 +312,10 @@ void SessionCore::on_data(const DataFact& f, std::uint64_t now_us, CoreSink& sin
       timers_.data_ended();
       update_busy(now_us);
       transfer_.data_closed(f);
+      if (server_left_after_quit_ && !ended_) {
+        finish_after_server_quit(f.end == DataEnd::complete && !f.cut, now_us, sink);
+        return;
+      }
       if (has_completion_ && !ended_) release_completion(now_us, sink);
       after_input(now_us, sink);
       return;

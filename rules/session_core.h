@@ -131,7 +131,10 @@ struct CoreSettings {
   // data connections are not opened; rules and findings still run.
   bool observe = false;
   FramerOptions client_framer{};
-  FramerOptions server_framer{4096, true, true};
+  // A server's lines end in CRLF only: a bare LF is part of the line (a
+  // reply-framing finding, forwarded as a space), so text after it (a file
+  // name carrying "\n226 ...") is never taken as a reply of its own.
+  FramerOptions server_framer{4096, true, false, true};
   ReplyLimits reply_limits{};
   bool refuse_tls = true;       // answer AUTH with 534, hide AUTH/PBSZ/PROT from FEAT
   bool check_active_peer = true;  // SECURITY: PORT/EPRT must name the client's own address
@@ -210,6 +213,10 @@ class SessionCore {
   void read_replies(std::string_view& in, std::uint64_t now_us, CoreSink& sink);
   void handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& sink);
   bool hold_early_quit(const Reply& r, CoreSink& sink);
+  // The server answered QUIT 221 during a transfer and closed its control
+  // connection: once the data connection ends, the client gets the
+  // transfer's outcome from the proxy, then the 221, then the end.
+  void finish_after_server_quit(bool delivered, std::uint64_t now_us, CoreSink& sink);
   void handle_preliminary(const Reply& r, Pending& p, std::int64_t latency, std::uint64_t now_us, CoreSink& sink);
   void forward_reply(const Reply& r, const Pending* p, std::int64_t latency, std::uint64_t now_us, CoreSink& sink,
                      bool completion);
@@ -304,6 +311,7 @@ class SessionCore {
   bool has_completion_ = false;
   std::string held_;
   bool quit_after_completion_ = false;  // QUIT answered 221 while the completion waits
+  bool server_left_after_quit_ = false;  // its 221 held, the server closed before the transfer's completion
   std::string held_quit_;         // a 221 the server sent before the running transfer's completion
   std::uint64_t held_quit_offset_ = 0;
 };

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ports import free_port, free_port_range, wait_for_greeting
+from ports import free_port, free_port_range, in_netns, wait_for_greeting
 from processes import kill_tree
 
 
@@ -77,6 +77,7 @@ class FtpServer:
         self.user = user
         self.password = password
         self.host = "127.0.0.1"
+        self.netns: str | None = None  # run in this network namespace (ip netns), listening on self.host
         self.port = 0
         self.base = Path(base or tempfile.mkdtemp(prefix=f"ftpw-{self.kind}-"))
         self.base.chmod(0o755)
@@ -130,6 +131,8 @@ class FtpServer:
     uid = 0           # who owns the files the server serves (pyftpdlib runs as root)
 
     def _popen(self, argv: list[str]) -> None:
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
         out = open(self.stdout_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -145,7 +148,9 @@ class FtpServer:
             self.pasv_range = free_port_range(10000, 19999, count=self.pasv_ports)
             launch()
             try:
-                greeting = wait_for_greeting(self.port, timeout=5, proc=self.proc)
+                greeting = in_netns(self.netns, lambda: wait_for_greeting(
+                    self.port, timeout=5, host=self.host, proc=self.proc)) if self.netns else \
+                    wait_for_greeting(self.port, timeout=5, proc=self.proc)
                 if banner in greeting and self.alive():
                     return
                 last = f"port {self.port} taken by another server ({greeting})"

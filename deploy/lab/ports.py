@@ -6,6 +6,7 @@ never collide with client sockets. Control ports are picked by binding a
 socket to port 0 (pyftpdlib binds port 0 itself)."""
 from __future__ import annotations
 
+import os
 import random
 import socket
 import subprocess
@@ -77,3 +78,32 @@ def wait_for_greeting(port: int, timeout: float = 10.0, host: str = "127.0.0.1",
             last = e
         time.sleep(0.05)
     raise RuntimeError(f"127.0.0.1:{port} gave no 220 greeting within {timeout}s (last: {last!r})")
+
+
+def in_netns(name: str, fn):
+    """fn() run on a thread that has entered network namespace `name`
+    (/var/run/netns/NAME, as `ip netns add` makes it); returns its result.
+    Sockets it creates live in that namespace and may be used from anywhere."""
+    import ctypes
+    import threading
+    out: dict = {}
+
+    def run():
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                raise OSError(ctypes.get_errno(), f"setns {name}")
+        finally:
+            os.close(fd)
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]

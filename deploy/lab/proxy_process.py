@@ -41,7 +41,8 @@ class Proxy:
     """
 
     def __init__(self, binary: str, upstream, mode: str = "audit", extra_args=(), base: Path | None = None,
-                 passive_ports: tuple[int, int] | None = None, env: dict[str, str] | None = None):
+                 passive_ports: tuple[int, int] | None = None, env: dict[str, str] | None = None,
+                 netns: str | None = None, wrap: list[str] | None = None):
         self.binary = binary
         self.upstream = upstream
         self.upstream_addr = upstream if isinstance(upstream, str) else f"{upstream.host}:{upstream.port}"
@@ -52,6 +53,8 @@ class Proxy:
         self.stderr_path = self.base / "stderr.log"
         self.passive_ports = passive_ports
         self.env = {**os.environ, **env} if env else None  # added to the environment
+        # a command it runs under (prlimit ...), or a network namespace (ip netns exec)
+        self.wrap = list(wrap or []) + (["ip", "netns", "exec", netns] if netns else [])
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -72,7 +75,8 @@ class Proxy:
         if self.passive_ports is None:
             self.passive_ports = free_port_range(20000, 29999)
         err = open(self.stderr_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        argv = [*self.wrap, *self.argv()]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=err, start_new_session=True, env=self.env)
         err.close()
         end = time.monotonic() + timeout

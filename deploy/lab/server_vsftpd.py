@@ -56,7 +56,7 @@ VSFTPD_CONF = """\
 # vsftpd for the ftpwarden integration tests (standalone, foreground)
 listen=YES
 listen_ipv6=NO
-listen_address=127.0.0.1
+listen_address={host}
 listen_port={port}
 background=NO
 anonymous_enable=NO
@@ -126,7 +126,7 @@ class VsftpdServer(FtpServer):
         binds = "\n".join(f"mount --bind {etc / n} /etc/{n}" for n in ("passwd", "group", "shadow", "pam.d"))
         def launch():
             self.conf.write_text(VSFTPD_CONF.format(
-                port=self.port, root=self.root, pasv_lo=self.pasv_range[0], pasv_hi=self.pasv_range[1],
+                host=self.host, port=self.port, root=self.root, pasv_lo=self.pasv_range[0], pasv_hi=self.pasv_range[1],
                 pam=PAM_SERVICE, empty=self.empty, log=self.log, tag=self.base.name,
                 logging="YES" if self.protocol_log else "NO"))
             os.chown(self.conf, 0, 0)  # vsftpd refuses a config not owned by root

@@ -493,8 +493,10 @@ def test_nofile_soft_limit_raised_at_start(pyftpdlib_server, limited):
 
 
 def test_fd_exhaustion_refuses_new_sessions_cleanly(server, limited, tmp_path):
-    """With 64 fds, sessions beyond what fits are refused (421 or a close,
-    never a hang) while a transfer already running completes byte-exact."""
+    """With 64 fds, sessions beyond what fits are refused with 421 (the
+    descriptor reserve: never a silent close, never a hang) and counted,
+    while a transfer already running completes byte-exact; once sessions
+    end, new ones are taken again."""
     args = config_args(tmp_path, "[server]\nworkers = 1\n[limits]\nshutdown_grace_s = 1\n")
     proxy = limited(server, 64, 64, args)
     assert nofile_limits(proxy.proc.pid) == (64, 64)
@@ -531,6 +533,9 @@ def test_fd_exhaustion_refuses_new_sessions_cleanly(server, limited, tmp_path):
             if len(refusals) >= 3:
                 break
         assert len(refusals) >= 3, f"{len(flood)} sessions opened, none refused"
+        assert all(r.startswith("421 Too many connections") for r in refusals), refusals
+        assert [e["reason"] for e in proxy.wait_events("session_refused", 3)][:3] == \
+            ["Too many connections, try again later."] * 3
         assert proxy.alive()
         # the transfer already running completes byte-exact
         while True:

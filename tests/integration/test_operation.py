@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from clients import Target, curl_get, ftplib_connect
+from clients import RawClient, Target, curl_get, ftplib_connect
 from servers import sha256_file
 
 
@@ -179,3 +179,63 @@ def test_rotation_under_load_loses_and_repeats_nothing(pyftpdlib_server, make_pr
     assert commands["NOOP"] == sessions * noops
     assert commands["RETR"] == done["retr"]
     assert sum(e["event"] == "transfer" for e in events) == done["retr"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the privilege drop starts as root")
+def test_transparent_mode_keeps_net_admin_and_nothing_else(proxy_bin, make_proxy, tmp_path):
+    conf = tmp_path / "t.toml"
+    conf.write_text('[listen]\ntransparent = true\n[upstream]\nallowed = ["192.0.2.0/24"]\n'
+                    '[process]\nuser = "nobody"\n')
+    proxy = make_proxy("", extra_args=["--config", str(conf)])
+    st = read_status(proxy.proc.pid)
+    assert st["Uid"].split() == ["65534"] * 4, st["Uid"]
+    assert int(st["CapEff"], 16) == 1 << 12 and int(st["CapPrm"], 16) == 1 << 12, st  # CAP_NET_ADMIN only
+    assert int(st["CapInh"], 16) == 0 and int(st.get("CapAmb", "0"), 16) == 0, st
+    # connections made to the proxy itself are refused: it is no open relay
+    with socket.create_connection((proxy.host, proxy.port), timeout=10) as s:
+        assert s.recv(200).startswith(b"421 ")
+
+
+def test_a_reload_gives_each_session_exactly_one_configuration(server, make_proxy, tmp_path):
+    """Sessions open while SIGHUP swaps the rules: each one behaves by the
+    rules its session_open names (rules_version), old or new, never a mix;
+    the reload's log line comes once every worker has switched, and every
+    session opened after it has the new rules."""
+    rules = tmp_path / "noop.toml"
+    rules.write_text('[[rule]]\nid = "no-noop"\nverbs = ["NOOP"]\nenforce = "reject"\nreply = 504\n')
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'[policy]\nrules = ["{rules}"]\n')
+    proxy = make_proxy(server, mode="enforce", extra_args=["--config", str(conf), "--workers", "2"])
+    via = Target.via(proxy, server)
+    outcome: dict[str, int] = {}
+    after_reload: set[str] = set()
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            reloaded = "configuration reloaded" in proxy.stderr()
+            with RawClient.to(via) as c:
+                me = "%s:%d" % c.sock.getsockname()
+                c.login()
+                outcome[me] = c.cmd("NOOP").code
+                c.quit()
+            if reloaded:
+                after_reload.add(me)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(outcome) >= 8, "sessions before the reload", 30)
+    rules.write_text("# no rules\n")
+    proxy.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in proxy.stderr(), "the reload")
+    wait_for(lambda: len(after_reload) >= 8, "sessions after the reload", 30)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    versions = {o["client"]: o["rules_version"] for o in proxy.events("session_open")}
+    old = proxy.events("session_open")[0]["rules_version"]
+    assert len(set(versions.values())) == 2, set(versions.values())
+    for client, code in outcome.items():
+        assert code == (504 if versions[client] == old else 200), (client, code, versions[client])
+    assert all(versions[c] != old for c in after_reload)

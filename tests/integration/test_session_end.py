@@ -39,11 +39,11 @@ def test_quit_is_logged_as_quit(server, make_proxy):
     assert ev["reason"] == "quit", ev
 
 
-def early_completion_server(scripted_server, size: int):
+def early_completion_server(scripted_server, size: int, retr_reply: bytes = b"150 Sending.\r\n226 Done.\r\n"):
     """A scripted upstream whose RETR answers 150 and 226 at once while its
     data connection is still sending `size` bytes: the completion reply is
     in long before the data (as from a server that reports success once the
-    file is queued). QUIT gets 221."""
+    file is queued). QUIT gets 221, and the control connection is closed."""
     state = {}
 
     def epsv(line):
@@ -64,7 +64,7 @@ def early_completion_server(scripted_server, size: int):
 
     def retr(line):
         threading.Thread(target=send_file, daemon=True).start()
-        return b"150 Sending.\r\n226 Done.\r\n"
+        return retr_reply
 
     return scripted_server({"TYPE": b"200 Binary.\r\n", "EPSV": epsv, "RETR": retr})
 
@@ -118,6 +118,26 @@ def test_quit_behind_a_download_still_draining(scripted_server, make_proxy):
     assert ev["reason"] == "quit", ev
     (t,) = proxy.events("transfer")
     assert t["code"] == 226 and t["bytes"] == size, t
+
+
+def test_a_server_that_hangs_up_after_221_during_a_transfer(scripted_server, make_proxy):
+    """RETR answered 150 only; the QUIT behind it answered 221 at once, and
+    the server closes its control connection, its data still on the way and
+    no 226 ever sent. The transfer still finishes for the client: every
+    byte, then the proxy's 226 for the delivered transfer, then the 221,
+    then the end; a server_finding says what the server did."""
+    size = 24 << 20
+    up = early_completion_server(scripted_server, size, retr_reply=b"150 Sending.\r\n")
+    proxy = make_proxy(up, mode="enforce")
+    got = retr_and_quit_then_read(Target.via(proxy, up), "big.bin",
+                                  lambda: proxy.wait_event("server_finding", rule="server-closed-before-completion",
+                                                           timeout=10))
+    assert got == size
+    assert proxy.wait_event("session_close")["reason"] == "quit"
+    (t,) = proxy.events("transfer")
+    assert t["code"] == 226 and t["bytes"] == size, t
+    replies = [(e["code"], e.get("source", "")) for e in proxy.events("reply") if e["code"] in (226, 221)]
+    assert [c for c, _ in replies] == [226, 221], replies
 
 
 def test_server_421_is_upstream_421(scripted_server, make_proxy):

@@ -174,3 +174,17 @@ TEST(Framer, EmptyLine) {
   ASSERT_EQ(v.size(), 1u);
   EXPECT_EQ(v[0].text, "");
 }
+
+TEST(Framer, LfInTextEndsNoLine) {
+  FramerOptions o;
+  o.lf_in_text = true;
+  LineFramer f(o);
+  std::string_view in = "257 \"/x\n226 Transfer complete.\" created\r\nnext\r\n";
+  Line l;
+  ASSERT_EQ(f.next(in, l), FrameStatus::line);
+  EXPECT_EQ(l.text, "257 \"/x 226 Transfer complete.\" created");
+  EXPECT_TRUE(l.has(FrameProblem::bare_lf));
+  ASSERT_EQ(f.next(in, l), FrameStatus::line);
+  EXPECT_EQ(l.text, "next");
+  EXPECT_TRUE(l.clean());
+}

@@ -182,3 +182,17 @@ TEST(DataFailure, EachCauseTheProxyCanSee) {
     EXPECT_TRUE(rec.causes.empty());
   }
 }
+
+TEST(ServerFindings, ABareLfLineIsNeverTakenAsAReplyOfItsOwn) {
+  CoreRig r(Mode::enforce);
+  r.login();
+  r.take_client();
+  r.client("NOOP");
+  r.core->on_server_bytes("200 NOOP ok.\n200 smuggled\r\n", 0, r.rec);  // one line by RFC 959
+  EXPECT_EQ(r.take_client(), "200 NOOP ok. 200 smuggled\r\n");
+  EXPECT_NE(std::find(r.rec.findings.begin(), r.rec.findings.end(), "reply-framing:logged"), r.rec.findings.end());
+  // the next command gets its own reply, not one left over
+  r.client("NOOP");
+  r.server("200 again.");
+  EXPECT_EQ(r.take_client(), "200 again.\r\n");
+}

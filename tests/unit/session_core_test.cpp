@@ -266,17 +266,21 @@ TEST(SessionCore, MultiLineReplyOverflowCloses) {
 }
 
 TEST(SessionCore, ServerCannotInjectRepliesThroughText) {
-  // A bare LF from the server is a line boundary for the proxy and the client
-  // alike: both see the same lines.
+  // A bare LF from the server ends no line (RFC 959: CRLF does): the text
+  // after it belongs to the same reply, and the client gets that one line
+  // with the LF as a space, so it frames it as the proxy did.
   CoreRig r(Mode::enforce);
   r.login();
   r.take_client();
   r.client("MKD x");
-  r.core->on_server_bytes("257 \"x\nfake\" created\r\n", 0, r.rec);
-  // The proxy forwards the line it could not read as its own line: the client
-  // sees the same two lines, neither a reply the proxy did not account for.
-  EXPECT_EQ(r.take_client(), "257 \"x\r\nfake\" created\r\n");
-  EXPECT_TRUE(has(r.rec.findings, "reply-malformed:logged"));
+  r.core->on_server_bytes("257 \"x\n226 Transfer complete.\" created\r\n", 0, r.rec);
+  EXPECT_EQ(r.take_client(), "257 \"x 226 Transfer complete.\" created\r\n");
+  EXPECT_TRUE(has(r.rec.findings, "reply-framing:logged"));
+  EXPECT_FALSE(has(r.rec.findings, "reply-unsolicited:logged"));
+  // The next command gets its own reply.
+  r.client("NOOP");
+  r.server("200 NOOP ok.");
+  EXPECT_EQ(r.take_client(), "200 NOOP ok.\r\n");
 }
 
 TEST(SessionCore, QuitAnswered221EndsTheSessionAsQuit) {

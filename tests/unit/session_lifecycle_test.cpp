@@ -5,6 +5,8 @@
 // on what the core tells the sink.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core_harness.h"
 
 using namespace ftpw;
@@ -300,4 +302,41 @@ TEST(SessionLifecycle, EveryProxyEndSpeaksTheTablesReply) {
     EXPECT_EQ(reply_of(e).substr(0, 4), "421 ");
   }
   EXPECT_EQ(reply_of(EndReason::quit), "");
+}
+
+TEST(SessionLifecycle, AServerThatHangsUpAfter221DuringATransferStillFinishesIt) {
+  CoreRig r(Mode::enforce);
+  retr_running(r);
+  r.client("QUIT");  // during the transfer
+  r.server("221 Goodbye.");
+  EXPECT_EQ(r.take_client(), "");  // held behind the transfer
+  r.core->on_server_gone(EndReason::upstream_closed, 0, r.rec);  // and no 226 ever
+  EXPECT_EQ(r.rec.closes, 0);       // the transfer goes on
+  EXPECT_EQ(r.take_client(), "");
+  r.data_closed(1000, 0);           // every byte delivered
+  EXPECT_EQ(r.take_client(), "226 Transfer complete.\r\n221 Goodbye.\r\n");
+  EXPECT_EQ(r.rec.last_close, EndReason::quit);
+  ASSERT_EQ(r.rec.transfers.size(), 1u);
+  EXPECT_EQ(r.rec.transfers[0].code, 226);
+  EXPECT_NE(std::find(r.rec.findings.begin(), r.rec.findings.end(), "server-closed-before-completion:logged"),
+            r.rec.findings.end());
+}
+
+TEST(SessionLifecycle, AServerThatHangsUpAfter221AndACutTransferIs426) {
+  CoreRig r(Mode::enforce);
+  retr_running(r);
+  r.client("QUIT");
+  r.server("221 Goodbye.");
+  r.core->on_server_gone(EndReason::upstream_closed, 0, r.rec);
+  r.data_closed(10, 0, true);  // the proxy cut it
+  EXPECT_EQ(r.take_client(), "426 Connection closed; transfer aborted.\r\n221 Goodbye.\r\n");
+  EXPECT_EQ(r.rec.last_close, EndReason::quit);
+}
+
+TEST(SessionLifecycle, AServerThatHangsUpOwingRepliesWithout221Is421) {
+  CoreRig r(Mode::enforce);
+  retr_running(r);
+  r.core->on_server_gone(EndReason::upstream_closed, 0, r.rec);
+  EXPECT_EQ(r.rec.last_close, EndReason::upstream_closed);
+  EXPECT_EQ(r.take_client().substr(0, 4), "421 ");
 }
