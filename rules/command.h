@@ -17,6 +17,14 @@ struct Command {
   bool has_arg = false;
 };
 
+// A command known by its verb alone (the one a reply or a finding is about).
+inline Command command_of(Verb v) {
+  Command c;
+  c.verb = v;
+  c.verb_text = name_of(v);
+  return c;
+}
+
 enum class CommandError : std::uint8_t { none, empty, bad_verb };
 
 // RFC 959 §5.3: <verb> [SP <argument>]. A verb is 1-8 ASCII letters (extensions

@@ -25,9 +25,7 @@ void SessionCore::setup_active(const Command& cmd, const NetAddr& target, bool e
 }
 
 void SessionCore::setup_passive(const Pending& p, const Reply& r, std::int64_t latency, CoreSink& sink) {
-  Command cmd;
-  cmd.verb = p.verb;
-  cmd.verb_text = name_of(p.verb);
+  const Command cmd = command_of(p.verb);
   const PassiveTarget t = passive_target(r, peers_.upstream);
   if (!t.parsed) {
     finding(sink, "pasv-malformed", "passive reply without a usable address", Severity::warning, Side::server, &cmd,
@@ -65,9 +63,7 @@ void SessionCore::on_data_listening(const std::optional<NetAddr>& mine, std::uin
   data_live_ = mine.has_value();
   if (mine) timers_.data_listening(now_us / 1000);
   if (a.active) {
-    Command cmd;
-    cmd.verb = a.verb;
-    cmd.verb_text = name_of(a.verb);
+    const Command cmd = command_of(a.verb);
     if (!mine) {
       proxy_reply(kNoDataReply, cmd, a.offset, sink);
       complete(a.verb, false, 425, false);

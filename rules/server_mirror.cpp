@@ -113,9 +113,7 @@ bool SessionCore::hold_early_quit(const Reply& r, CoreSink& sink) {
   if (r.code != 221 || r.multiline || !pending_.front().preliminary || !is_transfer(pending_.front().verb) ||
       !pending_.take_queued_quit())
     return false;
-  Command quit;
-  quit.verb = Verb::QUIT;
-  quit.verb_text = name_of(Verb::QUIT);
+  const Command quit = command_of(Verb::QUIT);
   finding(sink, "reply-quit-before-transfer-end",
           "221 to QUIT before the running transfer's completion reply (RFC 959 §4.1.1); held until after it",
           Severity::warning, Side::server, &quit, FindingAction::logged, 0, reply_offset_);
@@ -127,9 +125,7 @@ bool SessionCore::hold_early_quit(const Reply& r, CoreSink& sink) {
 
 void SessionCore::handle_preliminary(const Reply& r, Pending& p, std::int64_t latency, std::uint64_t now_us,
                                      CoreSink& sink) {
-  Command cmd;
-  cmd.verb = p.verb;
-  cmd.verb_text = name_of(p.verb);
+  const Command cmd = command_of(p.verb);
   if (p.preliminary && r.code != 110)
     finding(sink, "reply-preliminary-repeated", "a second 1xx reply before the completion", Severity::warning,
             Side::server, &cmd, FindingAction::logged, 0, reply_offset_);
@@ -201,9 +197,7 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
   const std::int64_t latency = static_cast<std::int64_t>(now_us - p.sent_us);
   const Verb answered = p.sent;
   if (answered != Verb::unknown && !info(answered).allowed.has(r.code)) {
-    Command cmd;
-    cmd.verb = p.verb;
-    cmd.verb_text = name_of(p.verb);
+    const Command cmd = command_of(p.verb);
     std::string msg = "reply " + std::to_string(r.code) + " is not one RFC 959 §5.4 or its successors allow for " +
                       std::string(name_of(answered));
     finding(sink, "reply-unexpected", msg, Severity::warning, Side::server, &cmd, FindingAction::logged, 0,
@@ -212,9 +206,7 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
   if (p.flagged >= 0 && (r.klass() == 2 || r.klass() == 3 || (r.preliminary() && is_transfer(p.verb)))) {
     // Audit mode let a command a sequence rule flags through, and the server
     // went along with it: a legacy server that does not check its sequences.
-    Command cmd;
-    cmd.verb = p.verb;
-    cmd.verb_text = name_of(p.verb);
+    const Command cmd = command_of(p.verb);
     const std::string msg = "the server answered " + std::to_string(r.code) + " to a command rule '" +
                             rules_->rules()[static_cast<std::size_t>(p.flagged)].id + "' flags";
     finding(sink, "server-accepted-out-of-sequence", msg, Severity::warning, Side::server, &cmd,

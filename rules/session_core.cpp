@@ -106,9 +106,7 @@ void SessionCore::release_completion(std::uint64_t now_us, CoreSink& sink) {
     if ((transfer_.code() == 226 || transfer_.code() == 250) && !transfer_.data_made_since_setup() &&
         !server_leg_seen_) {
       // The data connection has ended, and none was ever made for it.
-      Command cmd;
-      cmd.verb = transfer_.verb();
-      cmd.verb_text = name_of(cmd.verb);
+      const Command cmd = command_of(transfer_.verb());
       finding(sink, "server-completed-without-data", "the server reported a transfer complete that had no data connection",
               Severity::warning, Side::server, &cmd, FindingAction::logged, 0, reply_offset_);
     }
@@ -146,9 +144,7 @@ void SessionCore::release_completion(std::uint64_t now_us, CoreSink& sink) {
 void SessionCore::upload_capped(bool cut, CoreSink& sink) {
   if (!cap_rule_ || cap_hit_) return;
   const Rule& r = *cap_rule_;
-  Command cmd;
-  cmd.verb = transfer_.active() ? transfer_.verb() : Verb::STOR;
-  cmd.verb_text = name_of(cmd.verb);
+  const Command cmd = command_of(transfer_.active() ? transfer_.verb() : Verb::STOR);
   finding(sink, r.id, r.description, r.severity, Side::client, &cmd, cut ? FindingAction::rejected : FindingAction::logged,
           cut ? r.reply_code : 0, reply_offset_, cap_path_);
   if (!cut) {
@@ -259,9 +255,7 @@ void SessionCore::on_server_gone(EndReason why, std::uint64_t now_us, CoreSink& 
     // It said goodbye (221, held) during a transfer and hung up without the
     // transfer's completion: the transfer still finishes for the client.
     server_left_after_quit_ = true;
-    Command quit;
-    quit.verb = Verb::QUIT;
-    quit.verb_text = name_of(Verb::QUIT);
+    const Command quit = command_of(Verb::QUIT);
     finding(sink, "server-closed-before-completion",
             "the server closed its control connection after 221 without the running transfer's completion reply",
             Severity::warning, Side::server, &quit, FindingAction::logged, 0, reply_offset_);
