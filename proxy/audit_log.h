@@ -41,8 +41,10 @@ class AuditLog {
   void write(const Event& e) const;
   void write(std::string_view line) const;
   void flush() const;
-  // Reopens the file by its name (after a rotation): records handed over
-  // before go to the old file, those after to the new one. Stdout: nothing.
+  // Reopens the file by its name (after a rotation), on the logger's thread
+  // between two records: each record lands whole in one of the two files
+  // (records queued just before the signal may go to the new one; none is
+  // lost or split). Stdout: nothing.
   void reopen() const;
   // Batching for event-loop threads: after begin_batching(), this thread's
   // events gather in a thread-local buffer that flush_batch() hands to the

@@ -281,6 +281,9 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
     if (auto c = Cidr::parse(a)) cfg.allowed_nets.push_back(*c);
     else err("upstream.allowed", "not an address or CIDR: '" + a + "'");
   }
+  if (cfg.transparent && cfg.proxy_protocol != "off")
+    err("listen.transparent", "transparent and proxy_protocol exclude each other: a balancer's connections carry no "
+                              "original destination");
   if (cfg.transparent && cfg.upstream_allowed.empty())
     err("listen.transparent", "transparent needs upstream.allowed: the destinations it may relay to (never an open relay)");
   {

@@ -2,6 +2,8 @@
 
 #include "proxy_header.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace ftpw {
@@ -40,6 +42,14 @@ void DataChannel::on_connection(Listener& l) {
   ++handles_;
   if (kind_ == Kind::passive && s_.cfg().proxy_accept) {
     // Through the balancer: who connected is in the header that comes first.
+    // A few may wait for theirs at once; past that the one that has waited
+    // longest is closed, so silent connections can neither pile up nor keep
+    // the client's own (whose header comes with it) from being read.
+    if (pending_.size() >= kMaxPending) {
+      Stream* oldest = pending_.front().first;
+      pending_.erase(pending_.begin());
+      oldest->close();
+    }
     pending_.push_back({st, {}});
     st->start();
     return;
@@ -140,7 +150,8 @@ void DataChannel::both_up() {
   announced_ = true;
   s_.data_opened(*this, c ? *c : NetAddr{}, v ? *v : NetAddr{});
   if (!early_.empty()) {
-    // What the client sent right after its PROXY header.
+    // What the client sent right after its PROXY header (within the upload cap).
+    if (cap_cuts_ && early_.size() > cap_) early_.resize(static_cast<std::size_t>(cap_));
     if (!write_first(*server_, early_)) stream_only_ = true;
     up_ += early_.size();
     early_.clear();
@@ -153,7 +164,8 @@ void DataChannel::both_up() {
     client_->pause(pause_relayed);
     server_->pause(pause_relayed);
     const auto kind = cfg.relay_kind == RelayKind::splice ? SocketRelay::Kind::splice : SocketRelay::Kind::copy;
-    if (cap_cuts_) relay_.limit(0, cap_);
+    relay_base_up_ = up_;  // the relay counts from zero: what went before counts against the cap
+    if (cap_cuts_) relay_.limit(0, cap_ - std::min(up_, cap_));
     if (relay_.start(s_.loop(), cfd, sfd, kind, static_cast<std::size_t>(cfg.relay_buffer_kib) << 10, this)) {
       handles_ += relay_.handles();
     } else {
@@ -168,7 +180,7 @@ void DataChannel::both_up() {
 void DataChannel::limit_upload(std::uint64_t bytes, bool cut) {
   cap_ = bytes;
   cap_cuts_ = cut;
-  if (cut && relay_.running()) relay_.limit(0, bytes);  // (set at start() otherwise)
+  if (cut && relay_.running()) relay_.limit(0, bytes - std::min(relay_base_up_, bytes));  // (set at start() otherwise)
   upload_moved();
 }
 
@@ -188,7 +200,7 @@ void DataChannel::on_data(Stream& s, const char* p, std::size_t n) {
   if (&s == client_ && cap_cuts_ && (capped_ || up_ + n > cap_)) {
     // Past the upload cap: what fits goes, then the FIN after it, and the
     // client is read no more; the channel ends once that is flushed.
-    n = capped_ ? 0 : static_cast<std::size_t>(cap_ - up_);
+    n = capped_ || up_ >= cap_ ? 0 : static_cast<std::size_t>(cap_ - up_);
     capped_ = true;
     s.pause(pause_peer_full);
     if (n) {

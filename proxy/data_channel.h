@@ -107,7 +107,9 @@ class DataChannel : public StreamHandler, public ListenerHandler, public RelayOw
   void upload_moved();
   SocketRelay relay_;
   // Passive connections still owing their PROXY header ([listen] proxy_protocol).
+  static constexpr std::size_t kMaxPending = 4;
   std::vector<std::pair<Stream*, std::string>> pending_;
+  std::uint64_t relay_base_up_ = 0;  // upload bytes before the socket relay took over
   std::string early_;          // the client's bytes that came with its header, for the server
   bool stream_only_ = false;   // bytes were queued ahead: no socket relay
   NetAddr from_;               // who connected to the listener (its PROXY header's address, if any)

@@ -56,9 +56,15 @@ class MetricsServer::Client : public StreamHandler {
     if (h.method != "GET" && h.method != "HEAD") return answer({405, "GET only\n"}, false);
     answer(owner_.handler_(h.path), h.method == "HEAD");
   }
-  // Closed once the client has read the answer and hung up (closing with
-  // its bytes still unread would reset the connection before it read it).
-  void on_eof(Stream& s) override { s.close(); }
+  // Closed once the answer is out and the client has hung up (closing with
+  // its bytes unread would reset the connection before it read the answer;
+  // closing with the answer queued would cut it short).
+  void on_eof(Stream& s) override {
+    if (!answered_ || s.shut()) s.close();
+  }
+  void on_shutdown(Stream& s) override {
+    if (s.eof()) s.close();
+  }
   void on_error(Stream& s, int) override { s.close(); }
   void on_closed(Stream&) override { finish(); }
   // Unlinks itself and is freed once its timer is closed.

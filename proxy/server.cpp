@@ -72,6 +72,39 @@ HttpAnswer Server::endpoint(std::string_view path) const {
   return {404, "not found: /metrics, /healthz, /ready\n"};
 }
 
+namespace {
+// One connect to the server while the readiness probe says it failed: the
+// probe must come back on its own once the server does, even when no
+// session arrives to find out (a balancer that took the instance out sends
+// none).
+struct UpstreamProbe : StreamHandler {
+  Admission* admission;
+  Stream** slot;  // the server's pointer to the probe in flight
+  void on_data(Stream&, const char*, std::size_t) override {}
+  void on_eof(Stream& s) override { s.close(); }
+  void on_error(Stream& s, int) override { s.close(); }
+  void on_connect(Stream& s, int status) override {
+    if (status == 0) admission->upstream_outcome(true);
+    s.close();
+  }
+  void on_closed(Stream&) override {
+    *slot = nullptr;
+    delete this;
+  }
+};
+}  // namespace
+
+void Server::probe_upstream() {
+  if (draining_ || probe_ || snap_->cfg.transparent || admission_.upstream() != Admission::Upstream::failed) return;
+  auto* h = new UpstreamProbe;
+  h->admission = &admission_;
+  h->slot = &probe_;
+  probe_ = Stream::create(main_, h, 0);
+  sockaddr_storage ss;
+  to_sockaddr(snap_->cfg.upstream_addr, ss);
+  if (probe_->connect(reinterpret_cast<sockaddr*>(&ss)) != 0) probe_->close();
+}
+
 bool Server::ready() const {
   // Taking sessions, and the server answered the last connect (or none was tried).
   return !draining_ && admission_.upstream() != Admission::Upstream::failed;
@@ -81,12 +114,16 @@ void Server::run() {
   // Audit events reach the file within a second.
   uv_timer_init(main_, &flush_);
   flush_.data = this;
-  uv_timer_start(&flush_, [](uv_timer_t* t) { static_cast<Server*>(t->data)->audit_.flush(); }, 250, 250);
+  uv_timer_start(&flush_, [](uv_timer_t* t) {
+    auto* self = static_cast<Server*>(t->data);
+    self->audit_.flush();
+    if (++self->flushes_ % 8 == 0) self->probe_upstream();  // every 2 s
+  }, 250, 250);
   uv_timer_init(main_, &watchdog_);
   watchdog_.data = this;
   if (const std::uint64_t usec = sd_watchdog_usec(); usec > 0) {
     const std::uint64_t every_ms = std::max<std::uint64_t>(1, usec / 2000);  // half the interval
-    uv_timer_start(&watchdog_, [](uv_timer_t*) { sd_notify("WATCHDOG=1"); }, every_ms, every_ms);
+    uv_timer_start(&watchdog_, [](uv_timer_t* t) { static_cast<Server*>(t->data)->watchdog(); }, every_ms, every_ms);
   }
   uv_async_init(main_, &switched_, [](uv_async_t* a) { static_cast<Server*>(a->data)->switched(); });
   switched_.data = this;
@@ -99,6 +136,7 @@ void Server::run() {
                     reinterpret_cast<uv_handle_t*>(&self->done_), reinterpret_cast<uv_handle_t*>(&self->switched_)})
       uv_close(h, nullptr);
     if (self->metrics_) self->metrics_->close();
+    if (self->probe_) self->probe_->close();
   });
   done_.data = this;
   running_ = static_cast<int>(workers_.size());
@@ -137,6 +175,10 @@ void Server::drain() {
 }
 
 void Server::reload() {
+  if (draining_) {
+    spdlog::warn("reload ignored: draining");
+    return;
+  }
   sd_notify("RELOADING=1\nMONOTONIC_USEC=" + std::to_string(monotonic_usec()));
   std::string error;
   auto snap = reload_ ? reload_(error) : nullptr;
@@ -170,6 +212,21 @@ void Server::reload() {
     w->request_snapshot(snap_, [this] {
       if (--switching_ == 0) uv_async_send(&switched_);
     });
+}
+
+void Server::watchdog() {
+  // Alive means every worker's loop has run its housekeeping tick since the
+  // last ping, not just this main loop: a stuck worker stops the pings and
+  // systemd restarts the service.
+  bool all = true;
+  ticks_seen_.resize(workers_.size(), 0);
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    const std::uint64_t t = workers_[i]->stats().loop_ticks.get();
+    all = all && t != ticks_seen_[i];
+  }
+  if (!all) return;
+  for (std::size_t i = 0; i < workers_.size(); ++i) ticks_seen_[i] = workers_[i]->stats().loop_ticks.get();
+  sd_notify("WATCHDOG=1");
 }
 
 void Server::switched() {

@@ -39,10 +39,12 @@ class Server {
   void reload();
   void drain();
   void switched();  // on the main loop, once every worker took the reloaded configuration
+  void watchdog();  // WATCHDOG=1 when every worker's loop has ticked since the last one
   StatTotals totals() const;
   std::string stats_line() const;  // the workers' totals and the audit log's drops
   HttpAnswer endpoint(std::string_view path) const;
   bool ready() const;
+  void probe_upstream();  // while the last upstream connect failed: try one
 
   std::shared_ptr<const Snapshot> snap_;
   AuditLog& audit_;
@@ -59,6 +61,9 @@ class Server {
   std::atomic<int> switching_{0};  // workers yet to take the reloaded configuration
   bool draining_ = false;
   std::unique_ptr<MetricsServer> metrics_;
+  std::vector<std::uint64_t> ticks_seen_;  // each worker's loop_ticks at the last watchdog ping
+  Stream* probe_ = nullptr;                 // the readiness probe's connect in flight
+  std::uint64_t flushes_ = 0;
 };
 
 }  // namespace ftpw

@@ -1,5 +1,7 @@
 #include "socket_relay.h"
 
+#include "net.h"
+
 #ifdef __linux__
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -58,6 +60,8 @@ bool SocketRelay::start(uv_loop_t* loop, int fd_a, int fd_b, Kind kind, std::siz
       if (fd >= 0) ::close(fd);
     return false;
   }
+  // Descriptors of their own: counted with the sockets (proxy/fd_budget.h).
+  g_sockets.fetch_add(kind == Kind::splice ? 6 : 2, std::memory_order_relaxed);
   dir_[0].src = a;
   dir_[0].dst = b;
   dir_[1].src = b;
@@ -346,10 +350,11 @@ void SocketRelay::stop() {
       SocketRelay* self = p->self;
       ::close(p->fd);
       p->fd = -1;
+      g_sockets.fetch_sub(1, std::memory_order_relaxed);
       if (--self->open_handles_ == 0) {
         for (auto& d : self->dir_) {
-          if (d.pipe_r >= 0) ::close(d.pipe_r);
-          if (d.pipe_w >= 0) ::close(d.pipe_w);
+          if (d.pipe_r >= 0) g_sockets.fetch_sub(1, std::memory_order_relaxed), ::close(d.pipe_r);
+          if (d.pipe_w >= 0) g_sockets.fetch_sub(1, std::memory_order_relaxed), ::close(d.pipe_w);
           d.pipe_r = d.pipe_w = -1;
           self->free_buffer(d);
         }

@@ -174,19 +174,23 @@ void SessionCore::data_failure(std::string_view cause, CoreSink& sink, Verb verb
 
 // ---------------------------------------------------------------- the end
 
-void SessionCore::finish_after_server_quit(bool delivered, std::uint64_t now_us, CoreSink& sink) {
-  constexpr std::string_view kDone = "226 Transfer complete.\r\n";
+void SessionCore::finish_after_server_quit(std::uint64_t now_us, CoreSink& sink) {
+  // Only the server's own completion reply says a transfer is whole (a FIN
+  // is all a server that died would leave too): the client hears that it
+  // went unconfirmed, has every byte that came, then the 221.
+  constexpr std::string_view kUnconfirmed =
+      "426 Transfer not confirmed: the server closed its control connection after 221.\r\n";
   const Pending done = pending_.pop();
-  const std::string_view line = delivered ? kDone : kCutShort;
-  const int code = delivered ? 226 : 426;
-  complete(done.verb, done.epsv_all, code, done.preliminary);
-  transfer_.complete(code);
-  hold_completion(line, now_us, sink);  // released at once: the data connection is over
-  sink.on_reply({code, line, done.verb, -1, true, false, reply_offset_});
-  to_client(held_quit_, sink);
+  complete(done.verb, done.epsv_all, 426, done.preliminary);
+  transfer_.complete(426);
+  // The 221 goes out right behind the completion, even if the session ends
+  // as the completion is released (a client that has half-closed).
+  held_.append(held_quit_);
+  sink.on_reply({426, kUnconfirmed, done.verb, -1, true, false, reply_offset_});
   sink.on_reply({221, held_quit_, Verb::QUIT, -1, false, false, held_quit_offset_});
   held_quit_.clear();
   server_left_after_quit_ = false;
+  hold_completion(kUnconfirmed, now_us, sink);  // released at once: the data connection is over
   close(EndReason::quit, sink);
 }
 
@@ -259,7 +263,7 @@ void SessionCore::on_server_gone(EndReason why, std::uint64_t now_us, CoreSink& 
     finding(sink, "server-closed-before-completion",
             "the server closed its control connection after 221 without the running transfer's completion reply",
             Severity::warning, Side::server, &quit, FindingAction::logged, 0, reply_offset_);
-    if (!data_live_) finish_after_server_quit(transfer_.data_made_since_setup() && !transfer_.was_cut(), now_us, sink);
+    if (!data_live_) finish_after_server_quit(now_us, sink);
     return;
   }
   if (why == EndReason::upstream_error) {
@@ -307,7 +311,7 @@ void SessionCore::on_data(const DataFact& f, std::uint64_t now_us, CoreSink& sin
       update_busy(now_us);
       transfer_.data_closed(f);
       if (server_left_after_quit_ && !ended_) {
-        finish_after_server_quit(f.end == DataEnd::complete && !f.cut, now_us, sink);
+        finish_after_server_quit(now_us, sink);
         return;
       }
       if (has_completion_ && !ended_) release_completion(now_us, sink);

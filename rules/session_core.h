@@ -214,9 +214,9 @@ class SessionCore {
   void handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& sink);
   bool hold_early_quit(const Reply& r, CoreSink& sink);
   // The server answered QUIT 221 during a transfer and closed its control
-  // connection: once the data connection ends, the client gets the
-  // transfer's outcome from the proxy, then the 221, then the end.
-  void finish_after_server_quit(bool delivered, std::uint64_t now_us, CoreSink& sink);
+  // connection: once the data connection ends, the client gets a 426 (no
+  // completion reply confirmed the transfer), then the 221, then the end.
+  void finish_after_server_quit(std::uint64_t now_us, CoreSink& sink);
   void handle_preliminary(const Reply& r, Pending& p, std::int64_t latency, std::uint64_t now_us, CoreSink& sink);
   void forward_reply(const Reply& r, const Pending* p, std::int64_t latency, std::uint64_t now_us, CoreSink& sink,
                      bool completion);

@@ -155,14 +155,27 @@ def test_health_and_readiness(server, make_proxy, tmp_path):
     assert proxy.terminate() == 0
 
 
-def test_not_ready_when_the_upstream_is_unreachable(make_proxy, tmp_path):
-    dead = f"127.0.0.1:{free_port()}"
-    proxy, port = metrics_proxy(make_proxy, dead, tmp_path)
+def test_not_ready_while_the_upstream_is_unreachable(make_proxy, tmp_path):
+    """Not ready after a failed connect, and ready again by itself once the
+    server is back, with no session to find out (the proxy probes it)."""
+    dead_port = free_port()
+    proxy, port = metrics_proxy(make_proxy, f"127.0.0.1:{dead_port}", tmp_path)
     assert get(port, "/ready")[0] == 200
     with socket.create_connection((proxy.host, proxy.port), timeout=10) as s:
         assert s.recv(200).startswith(b"421 ")
     assert get(port, "/ready") == (503, b"upstream unreachable\n")
     assert get(port, "/healthz")[0] == 200
+    back = socket.socket()
+    back.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    back.bind(("127.0.0.1", dead_port))
+    back.listen(4)
+    try:
+        deadline = time.monotonic() + 15
+        while get(port, "/ready")[0] != 200:
+            assert time.monotonic() < deadline, "still not ready with the server back"
+            time.sleep(0.1)
+    finally:
+        back.close()
 
 
 def test_bad_huge_and_slow_requests_are_refused_and_sessions_go_on(server, make_proxy, tmp_path):

@@ -56,6 +56,9 @@ def test_the_header_names_the_client_everywhere(server, make_proxy, tmp_path):
         thief.close()
         m = proxy.wait_event("violation", rule="data-peer-mismatch")
         assert m["peer"].startswith("198.51.100.9:"), m
+        # silent connections that never send a header: held a little, never
+        # enough to crowd out the client's own
+        silent = [socket.create_connection((host, port), timeout=10) for _ in range(12)]
         # the client's own address in the header: its data connection
         d = socket.create_connection((host, port), timeout=10)
         d.sendall(v2("203.0.113.7", 40001))
@@ -68,6 +71,13 @@ def test_the_header_names_the_client_everywhere(server, make_proxy, tmp_path):
         d.close()
         assert c.reply().code == 226
         assert hashlib.sha256(data).hexdigest() == server.files["small.txt"]
+        for s in silent:  # every one of them closed, unanswered
+            s.settimeout(10)
+            try:
+                assert s.recv(10) == b""
+            except ConnectionResetError:
+                pass
+            s.close()
         c.quit()
     opened = proxy.wait_event("session_open")
     assert opened["client"] == "203.0.113.7:40000", opened

@@ -313,24 +313,30 @@ TEST(SessionLifecycle, AServerThatHangsUpAfter221DuringATransferStillFinishesIt)
   r.core->on_server_gone(EndReason::upstream_closed, 0, r.rec);  // and no 226 ever
   EXPECT_EQ(r.rec.closes, 0);       // the transfer goes on
   EXPECT_EQ(r.take_client(), "");
-  r.data_closed(1000, 0);           // every byte delivered
-  EXPECT_EQ(r.take_client(), "226 Transfer complete.\r\n221 Goodbye.\r\n");
+  r.data_closed(1000, 0);           // the data connection ended by a FIN: unconfirmed all the same
+  EXPECT_EQ(r.take_client(),
+            "426 Transfer not confirmed: the server closed its control connection after 221.\r\n221 Goodbye.\r\n");
   EXPECT_EQ(r.rec.last_close, EndReason::quit);
   ASSERT_EQ(r.rec.transfers.size(), 1u);
-  EXPECT_EQ(r.rec.transfers[0].code, 226);
+  EXPECT_EQ(r.rec.transfers[0].code, 426);
+  EXPECT_EQ(r.rec.transfers[0].bytes, 1000u);
   EXPECT_NE(std::find(r.rec.findings.begin(), r.rec.findings.end(), "server-closed-before-completion:logged"),
             r.rec.findings.end());
 }
 
-TEST(SessionLifecycle, AServerThatHangsUpAfter221AndACutTransferIs426) {
+TEST(SessionLifecycle, AServerThatHangsUpAfter221ToAHalfClosedClientStillSends221) {
   CoreRig r(Mode::enforce);
   retr_running(r);
   r.client("QUIT");
+  r.core->on_client_eof(0, r.rec);  // the client sent QUIT and half-closed
   r.server("221 Goodbye.");
   r.core->on_server_gone(EndReason::upstream_closed, 0, r.rec);
-  r.data_closed(10, 0, true);  // the proxy cut it
-  EXPECT_EQ(r.take_client(), "426 Connection closed; transfer aborted.\r\n221 Goodbye.\r\n");
-  EXPECT_EQ(r.rec.last_close, EndReason::quit);
+  r.data_closed(10, 0);
+  const std::string got = r.take_client();
+  EXPECT_NE(got.find("426 "), std::string::npos);
+  EXPECT_NE(got.find("221 Goodbye.\r\n"), std::string::npos);
+  EXPECT_LT(got.find("426 "), got.find("221 "));
+  EXPECT_EQ(r.rec.closes, 1);
 }
 
 TEST(SessionLifecycle, AServerThatHangsUpOwingRepliesWithout221Is421) {
