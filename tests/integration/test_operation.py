@@ -233,6 +233,8 @@ def test_a_reload_gives_each_session_exactly_one_configuration(server, make_prox
     stop.set()
     for t in threads:
         t.join(30)
+    # every session's events have reached the audit log (it is flushed within a second)
+    wait_for(lambda: set(outcome) <= {o["client"] for o in proxy.events("session_open")}, "every session_open")
     versions = {o["client"]: o["rules_version"] for o in proxy.events("session_open")}
     old = proxy.events("session_open")[0]["rules_version"]
     assert len(set(versions.values())) == 2, set(versions.values())

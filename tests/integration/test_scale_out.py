@@ -79,15 +79,15 @@ def test_two_instances_behind_haproxy(server, proxy_bin, tmp_path):
                 curl(via, "blob.bin", "-o", str(out), "--interface", "127.0.0.5",
                      mode="pasv" if i % 2 else "epsv")
                 assert sha256_file(out) == server.files["blob.bin"]
+            deadline = time.monotonic() + 5  # (the audit logs are flushed within a second)
+            while sum(len(p.events("transfer")) for p in proxies.values()) < 6:
+                assert time.monotonic() < deadline, [p.events("transfer") for p in proxies.values()]
+                time.sleep(0.05)
             for k, p in proxies.items():
                 transfers = p.events("transfer")
                 assert transfers, f"instance {k} got no transfer"
                 opened = [e for e in p.events("session_open") if e["client"].startswith("127.0.0.5:")]
                 assert opened and all(e["via"].startswith("127.0.0.1:") for e in opened)
-            deadline = time.monotonic() + 5
-            while sum(len(p.events("transfer")) for p in proxies.values()) < 6:
-                assert time.monotonic() < deadline, [p.events("transfer") for p in proxies.values()]
-                time.sleep(0.05)
             # b drains: it stops accepting (and /ready says 503); new sessions all go to a
             b = proxies["b"]
             try:
