@@ -15,13 +15,16 @@ void Transfer::start(Verb verb, std::string_view path, bool reused, bool downloa
 void Transfer::data_closed(const DataFact& f) {
   down_ = f.down;
   up_ = f.up;
-  cut_ = f.cut;
+  // A connection the proxy closes because the server already gave the
+  // transfer up (its 4xx/5xx came first) was cut by the server's doing.
+  cut_ = f.cut && code_ < 300;
 }
 
 TransferRecord Transfer::finish(std::uint64_t now_us) {
   if (cut_short()) code_ = 426;
   TransferRecord r{verb_, path_, download_ ? down_ : up_, download_, now_us - start_us_, reused_, code_};
   active_ = false;
+  code_ = 0;
   data_reset();  // used up: the next transfer needs a data connection of its own
   return r;
 }

@@ -171,6 +171,16 @@ TEST(DataFailure, EachCauseTheProxyCanSee) {
     core->on_server_bytes("426 Connection closed; transfer aborted.\r\n", 0, rec);
     EXPECT_EQ(rec.causes, std::vector<std::string>{"server-aborted:server"});
   }
+  {  // the server's 426 came while the data connection was still open: the
+     // proxy closes it, but the failure is the server's
+    Causes rec;
+    auto core = session(rec, true);
+    core->on_data({DataEvent::opened}, 0, rec);
+    core->on_client_bytes("RETR f\r\n", 0, rec);
+    core->on_server_bytes("150 go\r\n426 Connection closed; transfer aborted.\r\n", 0, rec);
+    core->on_data({DataEvent::closed, 7, 0, true, DataEnd::cut}, 0, rec);
+    EXPECT_EQ(rec.causes, std::vector<std::string>{"server-aborted:server"});
+  }
   {  // a good transfer: nothing
     Causes rec;
     auto core = session(rec, true);
