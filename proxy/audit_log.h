@@ -21,6 +21,7 @@ class Event {
  public:
   Event(std::string_view event, std::string_view session, std::string_view client);
   Event& str(std::string_view key, std::string_view value);
+  Event& str_if(std::string_view key, std::string_view value) { return value.empty() ? *this : str(key, value); }
   Event& num(std::string_view key, std::int64_t value);
   Event& boolean(std::string_view key, bool value);
   const std::string& finish();

@@ -30,6 +30,11 @@ inline constexpr CliFlag kCliFlags[] = {
     {"--metrics", "ADDR:PORT", "metrics.listen", false, "serve /metrics, /healthz and /ready over HTTP"},
     {"--proxy-protocol", "off|v1|v2|any", "listen.proxy_protocol", false, "read a PROXY header on each connection"},
     {"--transparent", "", "listen.transparent", false, "take redirected connections; upstream: their original destination"},
+    {"--tls-cert", "FILE", "tls.cert", false, "PEM certificate for FTPS toward clients"},
+    {"--tls-key", "FILE", "tls.key", false, "its PEM private key"},
+    {"--tls-client", "off|optional|required", "tls.client", false, "explicit FTPS (AUTH TLS) toward clients"},
+    {"--implicit-tls", "", "listen.implicit_tls", false, "implicit FTPS: TLS from the first byte (port 990)"},
+    {"--tls-upstream", "off|on", "tls.upstream", false, "AUTH TLS toward the server"},
 };
 
 inline const CliFlag* find_cli_flag(std::string_view name) {

@@ -42,6 +42,8 @@ const Key kKeys[] = {
      "off, v1, v2 or any: every connection (control and passive data) starts with a PROXY header"},
     {"listen", "transparent", &Config::transparent,
      "take connections the firewall redirected; each session's server is their original destination"},
+    {"listen", "implicit_tls", &Config::implicit_tls,
+     "implicit FTPS: TLS from the first byte (the usual port 990); needs tls.cert and tls.key"},
     {"upstream", "address", &Config::upstream, "HOST:PORT of the FTP server (required)"},
     {"upstream", "connect_timeout_ms", &Config::upstream_connect_timeout_ms, "connect + the server's first reply", 1, 3600000},
     {"upstream", "max_connecting", &Config::upstream_max_connecting, "upstream connections waiting for a greeting", 1},
@@ -76,6 +78,24 @@ const Key kKeys[] = {
     {"limits", "max_login_failures", &Config::max_login_failures, "failed logins from one address in the window", 1},
     {"limits", "login_failure_window_s", &Config::login_failure_window_s, "the window they are counted in", 1, 31536000},
     {"limits", "login_cooldown_s", &Config::login_cooldown_s, "how long the address is refused then", 0, 31536000},
+    {"tls", "cert", &Config::tls_cert, "PEM certificate (chain) the proxy shows clients"},
+    {"tls", "key", &Config::tls_key, "PEM private key of tls.cert"},
+    {"tls", "key_password_file", &Config::tls_key_password_file, "a file holding the key's passphrase (encrypted key)"},
+    {"tls", "ca", &Config::tls_ca, "PEM CAs: client certificates are asked for, and must verify when presented"},
+    {"tls", "client", &Config::tls_client,
+     "off, optional or required: explicit FTPS toward clients (AUTH TLS); required: nothing else before it"},
+    {"tls", "data", &Config::tls_data,
+     "client (follow PROT), required (PROT P before any transfer) or clear (PROT P refused)"},
+    {"tls", "require_session_reuse", &Config::tls_require_session_reuse,
+     "a client's TLS data connection must resume its control connection's session"},
+    {"tls", "min_version", &Config::tls_min_version, "1.2 or 1.3"},
+    {"tls", "ciphers", &Config::tls_ciphers, "TLS 1.2 cipher list, OpenSSL syntax (empty: OpenSSL's default)"},
+    {"tls", "ciphersuites", &Config::tls_ciphersuites, "TLS 1.3 suites, OpenSSL syntax (empty: OpenSSL's default)"},
+    {"tls", "upstream", &Config::tls_upstream, "off (plain FTP to the server) or on (AUTH TLS toward it, data protected)"},
+    {"tls", "upstream_ca", &Config::tls_upstream_ca, "PEM CAs for the server's certificate (empty: the system's)"},
+    {"tls", "verify_upstream", &Config::tls_verify_upstream,
+     "check the server's certificate and that it names upstream_sni or the upstream host"},
+    {"tls", "upstream_sni", &Config::tls_upstream_sni, "the server name sent (SNI) and checked (empty: the upstream host)"},
     {"audit", "path", &Config::audit_path, "the JSON Lines audit log, or - for stdout"},
     {"log", "level", &Config::log_level, "trace, debug, info, warning, error, critical, off"},
     {"metrics", "listen", &Config::metrics_listen, "IP:PORT of the HTTP endpoint (/metrics, /healthz, /ready); empty: off"},
@@ -358,6 +378,32 @@ bool validate_config(Config& cfg, bool need_upstream, std::vector<ConfigError>& 
     err("process.group", "no such group: '" + cfg.process_group + "'");
   if (!cfg.process_group.empty() && cfg.process_user.empty())
     err("process.group", "process.group needs process.user");
+  if (cfg.tls_client == "off") cfg.tls_client_value = TlsClient::off;
+  else if (cfg.tls_client == "optional") cfg.tls_client_value = TlsClient::optional;
+  else if (cfg.tls_client == "required") cfg.tls_client_value = TlsClient::required;
+  else err("tls.client", "client must be off, optional or required, got '" + cfg.tls_client + "'");
+  if (cfg.tls_data == "client") cfg.tls_data_value = TlsData::client;
+  else if (cfg.tls_data == "required") cfg.tls_data_value = TlsData::required;
+  else if (cfg.tls_data == "clear") cfg.tls_data_value = TlsData::clear;
+  else err("tls.data", "data must be client, required or clear, got '" + cfg.tls_data + "'");
+  if (cfg.tls_upstream == "off" || cfg.tls_upstream == "on") cfg.tls_upstream_value = cfg.tls_upstream == "on";
+  else err("tls.upstream", "upstream must be off or on, got '" + cfg.tls_upstream + "'");
+  if (cfg.tls_min_version != "1.2" && cfg.tls_min_version != "1.3")
+    err("tls.min_version", "min_version must be 1.2 or 1.3, got '" + cfg.tls_min_version + "'");
+  const bool serves_tls = cfg.tls_client_value != TlsClient::off || cfg.implicit_tls;
+  if (serves_tls && (cfg.tls_cert.empty() || cfg.tls_key.empty()))
+    err(cfg.implicit_tls ? "listen.implicit_tls" : "tls.client", "TLS toward clients needs tls.cert and tls.key");
+  if (cfg.implicit_tls && cfg.proxy_protocol != "off")
+    err("listen.implicit_tls", "implicit_tls with proxy_protocol is not supported");
+  if (!serves_tls && cfg.tls_data_value == TlsData::required)
+    err("tls.data", "data = \"required\" needs TLS toward clients (tls.client or listen.implicit_tls)");
+  {
+    // The host part of upstream.address: what the server's certificate must name.
+    std::string h = cfg.upstream;
+    if (const auto colon = h.rfind(':'); colon != std::string::npos) h.resize(colon);
+    if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+    cfg.upstream_host = h;
+  }
   return errors.size() == before;
 }
 

@@ -15,12 +15,17 @@ namespace ftpw {
 
 // How data connections move their bytes (see proxy/socket_relay.h).
 enum class RelayKind { copy, splice, stream };
+// [tls] client: explicit FTPS toward clients.
+enum class TlsClient { off, optional, required };
+// [tls] data: what protection data connections need.
+enum class TlsData { client, required, clear };
 
 struct Config {
   // [listen]
   std::string listen = "0.0.0.0:2121";
   std::string proxy_protocol = "off";  // off, v1, v2, any: a PROXY header first on every connection
   bool transparent = false;            // redirected connections: upstream = their original destination
+  bool implicit_tls = false;           // TLS from the first byte (implicit FTPS, port 990)
   // [upstream] (below) send_proxy_protocol: off, v1, v2
   // [upstream]
   std::string upstream;
@@ -56,6 +61,17 @@ struct Config {
   std::int64_t max_login_failures = 5;
   std::int64_t login_failure_window_s = 300;
   std::int64_t login_cooldown_s = 300;
+  // [tls]
+  std::string tls_cert, tls_key, tls_key_password_file, tls_ca;
+  std::string tls_client = "off";  // off, optional, required
+  std::string tls_data = "client";  // client, required, clear
+  bool tls_require_session_reuse = true;
+  std::string tls_min_version = "1.2";
+  std::string tls_ciphers, tls_ciphersuites;
+  std::string tls_upstream = "off";  // off, on
+  std::string tls_upstream_ca;
+  bool tls_verify_upstream = true;
+  std::string tls_upstream_sni;
   // [audit]
   std::string audit_path = "-";
   // [log]
@@ -74,6 +90,10 @@ struct Config {
   std::vector<Cidr> allowed_nets;  // upstream_allowed, parsed
   unsigned proxy_send = 0;    // 0, 1 or 2
   NetAddr upstream_addr;  // resolved by the caller (names need DNS)
+  std::string upstream_host;  // the HOST of upstream.address (what its certificate must name)
+  TlsClient tls_client_value = TlsClient::off;
+  TlsData tls_data_value = TlsData::client;
+  bool tls_upstream_value = false;
   std::uint16_t pasv_lo = 0, pasv_hi = 0;
   std::optional<NetAddr> public_addr;
   std::optional<NetAddr> metrics_addr;
@@ -112,10 +132,13 @@ struct BuiltinProfile {
 };
 extern const BuiltinProfile kBuiltinProfiles[];  // ends with {nullptr, nullptr}
 
+class TlsContexts;
+
 // An immutable snapshot: what a session takes when it opens.
 struct Snapshot {
   Config cfg;
   std::shared_ptr<const RuleSet> rules;
+  std::shared_ptr<const TlsContexts> tls;  // proxy/tls_context.h
 };
 
 }  // namespace ftpw

@@ -10,6 +10,56 @@ namespace ftpw {
 
 DataChannel::DataChannel(DataOwner& s, Kind kind, const NetAddr& target) : s_(s), kind_(kind), target_(target) {}
 
+DataChannel::~DataChannel() {
+  if (tls_.resume) SSL_SESSION_free(tls_.resume);
+}
+
+void DataChannel::set_tls(DataTls tls) {
+  if (tls_.resume) SSL_SESSION_free(tls_.resume);
+  tls_ = std::move(tls);
+  if (tls_.resume) SSL_SESSION_up_ref(tls_.resume);
+  if (tls_.client || tls_.server) stream_only_ = true;  // TLS bytes go through the streams, not the socket relay
+}
+
+void DataChannel::server_may_handshake() {
+  server_go_ = true;
+  start_server_tls();
+}
+
+void DataChannel::start_server_tls() {
+  if (!tls_.server || !server_go_ || !server_ || !server_->connected() || server_->tls() || ended_) return;
+  server_->start_tls(tls_.ctx->server_leg(tls_.resume));
+}
+
+bool DataChannel::legs_ready() const {
+  auto ready = [](const Stream* st, bool tls) { return !tls || (st->tls() && st->tls()->handshake_done()); };
+  return connected() && ready(client_, tls_.client) && ready(server_, tls_.server);
+}
+
+void DataChannel::on_tls_ready(Stream& s) {
+  if (ended_) return;
+  if (&s == client_) {
+    resumed_ = s.tls()->resumed() && (tls_.reuse_tag.empty() || s.tls()->resumed_tag(tls_.reuse_tag));
+    if (!tls_.reuse_tag.empty() && !resumed_) {
+      // SECURITY: a data connection must come from the client that owns the
+      // control connection (RFC 4217 §10): resuming its TLS session proves it.
+      spdlog::info("data connection from {}: TLS session not resumed from the control connection; closed",
+                   from_.to_string());
+      end("tls-not-resumed", false);
+      return;
+    }
+  }
+  both_up();
+}
+
+void DataChannel::close_leg(Stream* st, bool delivered) {
+  if (!st) return;
+  // A TLS leg that delivered everything waits for the peer's close_notify:
+  // closing on unread bytes would reset the connection under them.
+  if (delivered && st->tls()) st->linger_close();
+  else st->close();
+}
+
 std::optional<NetAddr> DataChannel::open(const NetAddr& bind_host, const std::optional<NetAddr>& announce) {
   listener_ = Listener::create(s_.loop(), this);
   ++handles_;
@@ -99,8 +149,12 @@ void DataChannel::accepted(Stream* st, const NetAddr& from) {
   s_.data_server_leg();
   if (kind_ == Kind::passive) client_ = st;
   else server_ = st;
-  st->pause(pause_not_ready);
+  // A TLS leg reads its handshake now; plaintext that comes before the
+  // other leg is ready waits (on_data).
+  if (!(kind_ == Kind::passive ? tls_.client : tls_.server)) st->pause(pause_not_ready);
+  if (kind_ == Kind::passive && tls_.client) st->start_tls(tls_.ctx->client_data());
   st->start();
+  if (kind_ == Kind::active) start_server_tls();
   listener_->close();
   listener_ = nullptr;
   // Connect the other leg at once, so a server that sees its data connection
@@ -137,12 +191,19 @@ void DataChannel::on_connect(Stream& s, int status) {
     if (!write_first(s, s_.cfg().proxy_send == 1 ? proxy_header_v1(from_, target_) : proxy_header_v2(from_, target_)))
       stream_only_ = true;
   }
+  const bool tls = &s == client_ ? tls_.client : tls_.server;
+  if (tls) {
+    if (&s == client_) s.start_tls(tls_.ctx->client_data());
+    s.start();
+    start_server_tls();
+    return;  // both_up once the handshakes are done
+  }
   s.start();
   both_up();
 }
 
 void DataChannel::both_up() {
-  if (!connected()) return;
+  if (announced_ || !legs_ready()) return;
   // Announce the connection before relaying: the socket relay may move
   // everything and end the channel (data_close) from within its start, after
   // which neither leg has a peer address any more.
@@ -152,10 +213,18 @@ void DataChannel::both_up() {
   if (!early_.empty()) {
     // What the client sent right after its PROXY header (within the upload cap).
     if (cap_cuts_ && early_.size() > cap_) early_.resize(static_cast<std::size_t>(cap_));
-    if (!write_first(*server_, early_)) stream_only_ = true;
+    if (tls_.server) server_->write(early_);  // encrypted: through the stream
+    else if (!write_first(*server_, early_)) stream_only_ = true;
     up_ += early_.size();
     early_.clear();
   }
+  if (!early_down_.empty()) {
+    client_->write(early_down_);
+    down_ += early_down_.size();
+    early_down_.clear();
+  }
+  if (early_eof_client_) server_->shutdown();
+  if (early_eof_server_) client_->shutdown();
   uv_os_fd_t cfd, sfd;
   const Config& cfg = s_.cfg();
   if (cfg.relay_kind != RelayKind::stream && !stream_only_ && SocketRelay::supported() &&
@@ -197,6 +266,13 @@ void DataChannel::on_data(Stream& s, const char* p, std::size_t n) {
     if (pending_[i].first == &s) return header_data(i, p, n);
   Stream* o = other(s);
   if (!o || o->closing()) return;
+  if (!announced_) {
+    // A TLS leg's first plaintext, before the other leg is ready: it waits,
+    // and so does the rest of that leg's bytes.
+    (&s == client_ ? early_ : early_down_).append(p, n);
+    s.pause(pause_not_ready);
+    return;
+  }
   if (&s == client_ && cap_cuts_ && (capped_ || up_ + n > cap_)) {
     // Past the upload cap: what fits goes, then the FIN after it, and the
     // client is read no more; the channel ends once that is flushed.
@@ -235,6 +311,10 @@ bool DataChannel::drop_pending(Stream& s) {
 
 void DataChannel::on_eof(Stream& s) {
   if (ended_ || drop_pending(s)) return;
+  if (!announced_) {  // a TLS leg ended before the other was ready: passed on then
+    (&s == client_ ? early_eof_client_ : early_eof_server_) = true;
+    return;
+  }
   // Half-close: pass the FIN on once what was read before it is written.
   if (Stream* o = other(s)) o->shutdown();
 }
@@ -246,7 +326,14 @@ void DataChannel::on_shutdown(Stream&) {
 
 void DataChannel::on_error(Stream& s, int err) {
   if (drop_pending(s)) return;
-  if (!ended_) end(uv_err_name(err), false);
+  if (ended_) return;
+  if (err == kTlsError && s.tls()) {
+    const bool client = &s == client_;
+    spdlog::info("data connection: {} TLS failed: {}", client ? "client" : "server", s.tls()->error());
+    end(client ? "tls-failed" : "upstream-tls-failed", false);
+    return;
+  }
+  end(uv_err_name(err), false);
 }
 
 void DataChannel::abort(std::string_view reason) {
@@ -278,8 +365,8 @@ void DataChannel::end(std::string_view reason, bool delivered) {
     listener_->close();
     listener_ = nullptr;
   }
-  if (client_) client_->close();
-  if (server_) server_->close();
+  close_leg(client_, delivered);
+  close_leg(server_, delivered);
   for (auto& [st, unused] : pending_) st->close();
   pending_.clear();
   // The handles are closing: the session may now send the reply that follows

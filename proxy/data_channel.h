@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "net.h"
+#include "tls_context.h"
 #include "port_pool.h"
 #include "socket_relay.h"
 
@@ -45,10 +46,28 @@ class DataOwner {
   virtual void data_upload_over() {}
 };
 
+// TLS on a data connection's legs (FTPS). The client is the TLS client on
+// its leg whichever side connects (RFC 4217 §9), the proxy the TLS client on
+// the server's.
+struct DataTls {
+  std::shared_ptr<const TlsContexts> ctx;
+  bool client = false;    // the client's leg (PROT P)
+  bool server = false;    // the server's leg ([tls] upstream = on)
+  std::string reuse_tag;  // non-empty: the client's leg must resume a session stamped with it
+  SSL_SESSION* resume = nullptr;  // the server leg offers it (the channel holds a reference)
+};
+
 class DataChannel : public StreamHandler, public ListenerHandler, public RelayOwner {
  public:
   enum class Kind : std::uint8_t { passive, active };
   DataChannel(DataOwner& s, Kind kind, const NetAddr& target);
+  ~DataChannel() override;
+  void set_tls(DataTls tls);
+  // The server's 1xx came: its leg's TLS handshake may begin (a server such
+  // as pyftpdlib drops one begun before it answered the transfer command).
+  void server_may_handshake();
+  bool client_protected() const { return tls_.client; }
+  bool client_resumed() const { return resumed_; }
 
   // Binds the listener; returns the address to announce, or nullopt.
   std::optional<NetAddr> open(const NetAddr& bind_host, const std::optional<NetAddr>& announce);
@@ -72,6 +91,7 @@ class DataChannel : public StreamHandler, public ListenerHandler, public RelayOw
   void on_drain(Stream& s) override;
   void on_shutdown(Stream& s) override;
   void on_closed(Stream& s) override;
+  void on_tls_ready(Stream& s) override;
   // ListenerHandler
   void on_connection(Listener& l) override;
   void on_listener_closed(Listener& l) override;
@@ -84,6 +104,9 @@ class DataChannel : public StreamHandler, public ListenerHandler, public RelayOw
   enum Leg { client_leg = 1, server_leg = 2 };
   Stream* other(Stream& s) { return &s == client_ ? server_ : client_; }
   void both_up();
+  bool legs_ready() const;  // connected, and handshaken where TLS
+  void start_server_tls();
+  void close_leg(Stream* s, bool delivered);
   bool peer_allowed(Stream* st, const std::optional<NetAddr>& peer);
   void header_data(std::size_t i, const char* p, std::size_t n);
   void accepted(Stream* st, const NetAddr& from);
@@ -113,6 +136,11 @@ class DataChannel : public StreamHandler, public ListenerHandler, public RelayOw
   std::string early_;          // the client's bytes that came with its header, for the server
   bool stream_only_ = false;   // bytes were queued ahead: no socket relay
   NetAddr from_;               // who connected to the listener (its PROXY header's address, if any)
+  DataTls tls_;
+  bool server_go_ = false;     // the server's 1xx came
+  bool resumed_ = false;       // the client's leg resumed its control connection's session
+  std::string early_down_;     // what the server sent before the client's leg was ready
+  bool early_eof_client_ = false, early_eof_server_ = false;  // a leg ended before both were ready
 };
 
 }  // namespace ftpw

@@ -19,6 +19,7 @@
 #include "net.h"
 #include "privileges.h"
 #include "server.h"
+#include "tls_context.h"
 
 #ifndef FTPW_VERSION
 #define FTPW_VERSION "0.0.0"
@@ -92,6 +93,8 @@ std::shared_ptr<const Snapshot> build_snapshot(const Cli& cli, std::vector<Confi
   }
   snap->rules = load_rules(c, errors);
   if (!snap->rules) return nullptr;
+  snap->tls = TlsContexts::load(c, errors);
+  if (!snap->tls) return nullptr;
   return snap;
 }
 
@@ -117,6 +120,7 @@ int cmd_check_config(int argc, char** argv) {
   validate_config(c, false, errors);  // values that did parse are checked too
   std::shared_ptr<const RuleSet> rules;
   if (parsed) rules = load_rules(c, errors);
+  if (parsed && errors.empty()) (void)TlsContexts::load(c, errors);  // the certificate, key and CAs load
   sort_errors(errors);
   for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.message.c_str());
   if (!errors.empty()) return 1;

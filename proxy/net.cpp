@@ -15,6 +15,9 @@ namespace {
 // Reads are consumed synchronously in on_read (copied only if a write has to
 // wait), so one buffer per loop thread serves every stream.
 thread_local char g_read_buf[64 * 1024];
+// Ciphertext of the write at hand (TLS streams).
+thread_local std::string t_tls_out;
+constexpr std::uint64_t kLingerMs = 2000;
 
 struct WriteReq {
   uv_write_t req;
@@ -82,6 +85,10 @@ void Stream::on_alloc(uv_handle_t*, std::size_t, uv_buf_t* buf) {
 
 void Stream::on_read(uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
   auto* self = static_cast<Stream*>(st->data);
+  if (n > 0 && self->tls_) {
+    self->tls_read(buf->base, static_cast<std::size_t>(n));
+    return;
+  }
   if (n > 0) {
     self->bytes_in += static_cast<std::uint64_t>(n);
     self->handler_->on_data(*self, buf->base, static_cast<std::size_t>(n));
@@ -90,6 +97,10 @@ void Stream::on_read(uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
   if (n == 0) return;  // EAGAIN: nothing read, not EOF
   uv_read_stop(st);
   self->reading_ = false;
+  if (self->lingering_) {
+    self->close();
+    return;
+  }
   if (n == UV_EOF) {
     self->eof_ = true;
     self->handler_->on_eof(*self);
@@ -98,10 +109,55 @@ void Stream::on_read(uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
   }
 }
 
+void Stream::tls_read(const char* p, std::size_t n) {
+  rx_plain_.clear();
+  t_tls_out.clear();
+  const auto st = tls_->feed(p, n, rx_plain_, t_tls_out);
+  write_raw(t_tls_out);
+  if (lingering_) {
+    if (st != TlsEngine::Status::ok) close();
+    return;
+  }
+  if (tls_->take_just_done()) {
+    handler_->on_tls_ready(*this);
+    if (closing_) return;
+  }
+  if (!rx_plain_.empty()) {
+    bytes_in += rx_plain_.size();
+    handler_->on_data(*this, rx_plain_.data(), rx_plain_.size());
+    if (closing_) return;
+  }
+  if (st == TlsEngine::Status::ok) return;
+  uv_read_stop(uv());
+  reading_ = false;
+  if (st == TlsEngine::Status::closed) {  // close_notify: the peer's end of stream
+    eof_ = true;
+    handler_->on_eof(*this);
+  } else {
+    handler_->on_error(*this, kTlsError);
+  }
+}
+
+void Stream::start_tls(std::unique_ptr<TlsEngine> tls) {
+  tls_ = std::move(tls);
+  t_tls_out.clear();
+  tls_->begin(t_tls_out);
+  write_raw(t_tls_out);
+}
+
 bool Stream::write(std::string_view d) {
   if (closing_) return false;
   if (d.empty()) return true;
   bytes_out += d.size();
+  if (!tls_) return write_raw(d);
+  t_tls_out.clear();
+  if (!tls_->send(d, t_tls_out)) return false;
+  return write_raw(t_tls_out);
+}
+
+bool Stream::write_raw(std::string_view d) {
+  if (closing_) return false;
+  if (d.empty()) return true;
   if (tcp_.write_queue_size == 0) {
     uv_buf_t b = uv_buf_init(const_cast<char*>(d.data()), static_cast<unsigned>(d.size()));
     const int n = uv_try_write(uv(), &b, 1);
@@ -139,6 +195,11 @@ void Stream::on_write(uv_write_t* r, int status) {
 
 void Stream::shutdown() {
   if (closing_ || shut_ || shutdown_pending_) return;
+  if (tls_) {
+    t_tls_out.clear();
+    tls_->close_notify(t_tls_out);
+    write_raw(t_tls_out);
+  }
   auto* req = new uv_shutdown_t;
   req->data = this;
   shutdown_pending_ = true;
@@ -155,10 +216,31 @@ void Stream::shutdown() {
   }
 }
 
+void Stream::linger_close() {
+  if (closing_) return;
+  if (!tls_ || eof_ || lingering_) {
+    if (!lingering_) close();
+    return;
+  }
+  lingering_ = true;
+  shutdown();  // our close_notify and FIN, if not sent yet
+  pause_mask_ = 0;
+  started_ = true;
+  update_reading();
+  linger_timer_ = new uv_timer_t;
+  uv_timer_init(tcp_.loop, linger_timer_);
+  linger_timer_->data = this;
+  uv_timer_start(linger_timer_, [](uv_timer_t* t) { static_cast<Stream*>(t->data)->close(); }, kLingerMs, 0);
+}
+
 void Stream::close() {
   if (closing_) return;
   closing_ = true;
   reading_ = false;
+  if (linger_timer_) {
+    uv_close(reinterpret_cast<uv_handle_t*>(linger_timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    linger_timer_ = nullptr;
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), on_close);
 }
 

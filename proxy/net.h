@@ -6,11 +6,13 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 
 #include "netaddr.h"
+#include "tls_engine.h"
 
 namespace ftpw {
 
@@ -40,6 +42,9 @@ class StreamHandler {
   virtual void on_connect(Stream& s, int status) { (void)s; (void)status; }
   virtual void on_drain(Stream& s) { (void)s; }          // write queue fell below the low watermark
   virtual void on_shutdown(Stream& s) { (void)s; }       // our FIN is out, queued bytes flushed
+  // TLS (Stream::start_tls): the handshake completed. A failed one is
+  // on_error(kTlsError), with the reason in s.tls()->error().
+  virtual void on_tls_ready(Stream& s) { (void)s; }
   virtual void on_closed(Stream& s) = 0;                 // last callback; the Stream is freed after it
 };
 
@@ -51,6 +56,9 @@ enum PauseReason : std::uint8_t {
   pause_relayed = 16,      // a socket relay moves this socket's bytes
   pause_own_full = 32,     // this socket's own write queue is above its high watermark
 };
+
+// on_error's code for a TLS failure (handshake, bad record, renegotiation).
+inline constexpr int kTlsError = UV_EPROTO;
 
 class Stream {
  public:
@@ -73,8 +81,17 @@ class Stream {
     high_ = high;
     low_ = low;
   }
-  void shutdown();  // FIN after the queued writes
+  void shutdown();  // FIN after the queued writes (a TLS stream's close_notify first)
   void close();     // idempotent
+  // From now on the bytes on this socket are TLS: reads deliver plaintext,
+  // write() takes plaintext (held until the handshake is done). A client-role
+  // engine sends its first flight now.
+  void start_tls(std::unique_ptr<TlsEngine> tls);
+  TlsEngine* tls() const { return tls_.get(); }
+  // Closes once the peer has closed too (its close_notify and FIN read, so
+  // closing leaves nothing unread to turn into a reset), or after a short
+  // wait. Nothing more reaches the handler but on_closed.
+  void linger_close();
   bool closing() const { return closing_; }
   bool eof() const { return eof_; }
   bool shut() const { return shut_; }
@@ -92,6 +109,8 @@ class Stream {
  private:
   Stream() = default;
   void update_reading();
+  bool write_raw(std::string_view bytes);
+  void tls_read(const char* p, std::size_t n);
   static void on_alloc(uv_handle_t*, std::size_t, uv_buf_t* buf);
   static void on_read(uv_stream_t*, ssize_t n, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
@@ -104,6 +123,10 @@ class Stream {
   std::uint8_t pause_mask_ = 0;
   bool started_ = false, reading_ = false, closing_ = false, eof_ = false, shut_ = false, connected_ = false;
   bool want_drain_ = false, shutdown_pending_ = false;
+  std::unique_ptr<TlsEngine> tls_;
+  std::string rx_plain_;  // plaintext of the current read
+  bool lingering_ = false;
+  uv_timer_t* linger_timer_ = nullptr;
 };
 
 class Listener;

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include "audit_schema.h"
+#include "tls_context.h"
 
 namespace ftpw {
 namespace {
@@ -42,6 +43,13 @@ CoreSettings core_settings(const Config& c) {
   cs.timers.idle_ms = ms(c.idle_timeout_s);
   cs.timers.data_connect_ms = ms(c.data_connect_timeout_s);
   cs.timers.data_stall_ms = ms(c.data_stall_timeout_s);
+  cs.tls.terminate = c.tls_client_value != TlsClient::off;
+  cs.tls.required = c.tls_client_value == TlsClient::required;
+  cs.tls.implicit = c.implicit_tls;
+  cs.tls.data = c.tls_data_value == TlsData::required ? DataProtection::required
+                : c.tls_data_value == TlsData::clear  ? DataProtection::clear
+                                                      : DataProtection::client;
+  cs.tls.upstream = c.tls_upstream_value;
   return cs;
 }
 
@@ -76,6 +84,7 @@ void Session::start() {
   if (via_) open.str(audit::f::via, via_->to_string());
   audit(open);
   client_->pause(pause_not_ready);
+  if (cfg().implicit_tls) client_->start_tls(snap_->tls->client_control(id_));
   client_->start();
   slot_ = UpstreamSlot::queued;
   host_.want_upstream(this);
@@ -164,8 +173,31 @@ void Session::on_eof(Stream& s) {
   else core_->on_server_gone(EndReason::upstream_closed, now_us(), *this);
 }
 
+void Session::on_tls_ready(Stream& s) {
+  if (closing_) return;
+  const bool client = &s == client_;
+  const TlsEngine& t = *s.tls();
+  Event e = event(audit::ev::tls);
+  e.str(audit::f::side, client ? "client" : "server")
+      .str(audit::f::version, t.version())
+      .str(audit::f::cipher, t.cipher())
+      .boolean(audit::f::resumed, t.resumed());
+  if (const auto subject = t.peer_subject(); !subject.empty()) e.str(audit::f::peer_cert, subject);
+  audit(e);
+  core_->on_tls_ready(client ? Side::client : Side::server, now_us(), *this);
+  after_core();
+}
+
 void Session::on_error(Stream& s, int err) {
   if (closing_) return;
+  if (err == kTlsError && s.tls()) {
+    const bool client = &s == client_;
+    tls_error_ = s.tls()->error();
+    spdlog::info("session {}: {} TLS failed: {}", id_, client ? "client" : "server", tls_error_);
+    if (client) close_session(EndReason::client_tls_failed);
+    else core_->end(EndReason::upstream_tls_refused, *this);
+    return;
+  }
   spdlog::debug("session {}: {} error: {}", id_, &s == client_ ? "client" : "upstream", uv_strerror(err));
   if (&s == upstream_) {
     core_->on_server_gone(EndReason::upstream_error, now_us(), *this);
@@ -223,7 +255,8 @@ void Session::close_session(EndReason reason) {
               .str(audit::f::reason, name_of(reason))
               .num(audit::f::duration_ms, static_cast<std::int64_t>(uv_now(loop()) - opened_ms_))
               .num(audit::f::bytes_from_client, static_cast<std::int64_t>(client_ ? client_->bytes_in : 0))
-              .num(audit::f::bytes_to_client, static_cast<std::int64_t>(client_ ? client_->bytes_out : 0)));
+              .num(audit::f::bytes_to_client, static_cast<std::int64_t>(client_ ? client_->bytes_out : 0))
+              .str_if(audit::f::message, tls_error_));
   }
   if (upstream_) {
     upstream_->pause(pause_draining);
@@ -300,7 +333,8 @@ void Session::on_transfer(const TransferRecord& t) {
             .str(audit::f::direction, t.download ? "download" : "upload")
             .num(audit::f::duration_us, static_cast<std::int64_t>(t.duration_us))
             .str(audit::f::data_conn, t.reused ? "reused" : "new")
-            .num(audit::f::code, t.code));
+            .num(audit::f::code, t.code)
+            .boolean(audit::f::protected_, t.protected_data));
   WorkerStats& st = host_.stats();
   ++st.transfers;
   ++st.data_connections[t.reused ? 1 : 0];
@@ -344,6 +378,15 @@ void Session::open_data(const DataRequest& req) {
     d->limit_upload(next_cap_->first, next_cap_->second);
     next_cap_.reset();
   }
+  if (req.protect || cfg().tls_upstream_value) {
+    DataTls t;
+    t.ctx = snap_->tls;
+    t.client = req.protect;
+    t.server = cfg().tls_upstream_value;
+    if (req.protect && cfg().tls_require_session_reuse) t.reuse_tag = id_;
+    if (t.server && upstream_ && upstream_->tls()) t.resume = upstream_->tls()->latest_session();
+    d->set_tls(std::move(t));
+  }
   // Announced: the public address if one is set; in transparent mode the
   // server's own (the client believes it talks to it, and the firewall
   // redirects the passive range too); else the listener's.
@@ -367,6 +410,19 @@ void Session::limit_upload(std::uint64_t bytes, bool cut) {
 
 void Session::data_upload_over() { core_->on_data({DataEvent::upload_over}, now_us(), *this); }
 
+void Session::start_tls(Side side) {
+  if (closing_) return;
+  if (side == Side::client) {
+    if (client_) client_->start_tls(snap_->tls->client_control(id_));
+  } else if (upstream_) {
+    upstream_->start_tls(snap_->tls->server_leg(nullptr));
+  }
+}
+
+void Session::transfer_started() {
+  if (data_) data_->server_may_handshake();
+}
+
 void Session::hold_reads(Side side, bool hold) {
   Stream* s = side == Side::client ? client_ : upstream_;
   if (!s || closing_) return;
@@ -386,11 +442,14 @@ void Session::close_now() {
 
 void Session::data_moved() { core_->on_data_moved(now_us()); }
 
-void Session::data_opened(const DataChannel&, const NetAddr& client_side, const NetAddr& server_side) {
+void Session::data_opened(const DataChannel& d, const NetAddr& client_side, const NetAddr& server_side) {
   core_->on_data({DataEvent::opened}, now_us(), *this);
-  audit(event(audit::ev::data_open)
-            .str(audit::f::client_side, client_side.to_string())
-            .str(audit::f::server_side, server_side.to_string()));
+  Event e = event(audit::ev::data_open);
+  e.str(audit::f::client_side, client_side.to_string())
+      .str(audit::f::server_side, server_side.to_string())
+      .boolean(audit::f::protected_, d.client_protected());
+  if (d.client_protected()) e.boolean(audit::f::resumed, d.client_resumed());
+  audit(e);
 }
 
 void Session::data_server_leg() { core_->on_data({DataEvent::server_leg}, now_us(), *this); }
@@ -408,6 +467,8 @@ void Session::data_ended(const DataChannel& d, std::string_view reason, bool del
   const DataEnd how = reason == "data-connect-timeout" ? DataEnd::connect_timeout
                       : reason == "connect-failed"     ? DataEnd::connect_failed
                       : reason == "upload-cap"         ? DataEnd::capped
+                      : reason == "tls-failed"         ? DataEnd::tls_failed
+                      : reason == "tls-not-resumed"    ? DataEnd::tls_not_resumed
                       : d.cut()                        ? DataEnd::cut
                       : delivered                      ? DataEnd::complete
                                                        : DataEnd::peer_error;

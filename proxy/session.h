@@ -41,6 +41,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   void on_drain(Stream& s) override;
   void on_shutdown(Stream& s) override;
   void on_closed(Stream& s) override;
+  void on_tls_ready(Stream& s) override;
 
   // CoreSink
   void on_command(const CommandEvent& c) override;
@@ -56,6 +57,8 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   void abort_data(std::string_view reason) override;
   void limit_upload(std::uint64_t bytes, bool cut) override;
   void hold_reads(Side side, bool hold) override;
+  void start_tls(Side side) override;
+  void transfer_started() override;
   void close(EndReason reason) override;
   void close_now() override;
 
@@ -102,6 +105,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   bool login_limit_ = false;  // the client's address reached its failed-login limit
   std::optional<std::string> counted_user_;  // counted against max_sessions_per_user
   std::optional<std::pair<std::uint64_t, bool>> next_cap_;  // an upload cap for the next data channel
+  std::string tls_error_;  // why a control connection's TLS failed (session_close's message)
 };
 
 }  // namespace ftpw

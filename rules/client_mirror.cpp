@@ -18,7 +18,6 @@ constexpr std::string_view kFramingReply[] = {
     "500 Command line too long.\r\n",                // line_too_long
     "500 Invalid TELNET sequence.\r\n",              // bad_iac (reported through the telnet-bad rule)
 };
-constexpr std::string_view kAuthReply = "534 TLS is not available through this proxy.\r\n";
 constexpr std::string_view kBounceReply = "504 The data address must be your own, with a port of 1024 or above.\r\n";
 constexpr std::string_view kBadArgReply = "501 Syntax error in parameters or arguments.\r\n";
 
@@ -324,12 +323,7 @@ void SessionCore::handle_client_line(const Line& line, std::uint64_t now_us, Cor
   }
 
   // Built-in behaviour the proxy needs to stay in control of the session.
-  if (cmd.verb == Verb::AUTH && settings_.refuse_tls) {
-    // The control channel must never turn into bytes the proxy cannot read.
-    proxy_reply(kAuthReply, cmd, line.offset, sink);
-    complete(cmd.verb, false, 534, false);
-    return;
-  }
+  if (handle_tls_command(cmd, line.offset, sink)) return;
   if (cmd.verb == Verb::PORT || cmd.verb == Verb::EPRT || cmd.verb == Verb::LPRT) {
     if (!active_addr) {
       finding(sink, "active-syntax", "malformed data address", Severity::error, Side::client, &cmd,

@@ -21,7 +21,9 @@ void SessionCore::setup_active(const Command& cmd, const NetAddr& target, bool e
   data_kind_ = DataRequest::Kind::active;
   foreign_passive_ = stranger_ = data_failure_reported_ = client_aborted_ = false;
   update_pause();
-  sink.open_data({DataRequest::Kind::active, target});
+  data_protected_ = prot_p_ && client_protected_;
+  data_tls_refused_ = DataEnd::complete;
+  sink.open_data({DataRequest::Kind::active, target, data_protected_});
 }
 
 void SessionCore::setup_passive(const Pending& p, const Reply& r, std::int64_t latency, CoreSink& sink) {
@@ -52,7 +54,9 @@ void SessionCore::setup_passive(const Pending& p, const Reply& r, std::int64_t l
     return;
   }
   update_pause();
-  sink.open_data({DataRequest::Kind::passive, t.addr});
+  data_protected_ = prot_p_ && client_protected_;
+  data_tls_refused_ = DataEnd::complete;
+  sink.open_data({DataRequest::Kind::passive, t.addr, data_protected_});
 }
 
 void SessionCore::on_data_listening(const std::optional<NetAddr>& mine, std::uint64_t now_us, CoreSink& sink) {

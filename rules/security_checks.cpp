@@ -63,4 +63,16 @@ std::string_view strip_tls_features(std::string_view raw, std::string& out) {
   return out;
 }
 
+std::string_view with_tls_features(std::string_view raw, std::string& out) {
+  std::string stripped;
+  strip_tls_features(raw, stripped);
+  // The proxy's own features go just before the closing "211 End" line.
+  const auto last = stripped.rfind("\r\n", stripped.size() >= 3 ? stripped.size() - 3 : 0);
+  const std::size_t at = last == std::string::npos ? 0 : last + 2;
+  out.assign(stripped, 0, at);
+  out.append(" AUTH TLS\r\n AUTH SSL\r\n PBSZ\r\n PROT\r\n");
+  out.append(stripped, at, std::string::npos);
+  return out;
+}
+
 }  // namespace ftpw

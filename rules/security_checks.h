@@ -29,5 +29,8 @@ PassiveTarget passive_target(const Reply& r, const NetAddr& upstream);
 // FEAT's 211 without the TLS features (AUTH, PBSZ, PROT, CCC) the proxy
 // refuses; `out` holds the result.
 std::string_view strip_tls_features(std::string_view raw, std::string& out);
+// FEAT's 211 offering the TLS the proxy terminates itself (AUTH TLS, AUTH
+// SSL, PBSZ, PROT), whatever the server listed; `out` holds the result.
+std::string_view with_tls_features(std::string_view raw, std::string& out);
 
 }  // namespace ftpw

@@ -51,8 +51,11 @@ void SessionCore::read_replies(std::string_view& in, std::uint64_t now_us, CoreS
 void SessionCore::forward_reply(const Reply& r, const Pending* p, std::int64_t latency, std::uint64_t now_us,
                                 CoreSink& sink, bool completion) {
   std::string_view raw = r.raw;
-  if (!settings_.observe && p && p->verb == Verb::FEAT && r.code == 211 && r.multiline && settings_.refuse_tls)
-    raw = strip_tls_features(r.raw, scratch_);
+  if (!settings_.observe && p && p->verb == Verb::FEAT && r.code == 211 && r.multiline) {
+    // The client is offered the TLS the proxy itself speaks, whatever the server does.
+    if (terminates_tls()) raw = with_tls_features(r.raw, scratch_);
+    else if (settings_.refuse_tls) raw = strip_tls_features(r.raw, scratch_);
+  }
   if (!settings_.observe) {
     if (completion) hold_completion(raw, now_us, sink);
     else to_client(raw, sink);
@@ -138,7 +141,8 @@ void SessionCore::handle_preliminary(const Reply& r, Pending& p, std::int64_t la
   if (is_transfer(p.verb) && first) {
     state_ = after_transfer_start(state_);
     if (!settings_.observe) {
-      transfer_.start(p.verb, transfer_path_, r.code == 125, is_download(p.verb), now_us);
+      transfer_.start(p.verb, transfer_path_, r.code == 125, is_download(p.verb), now_us, data_protected_);
+      sink.transfer_started();
       update_busy(now_us);
     }
   }
@@ -161,6 +165,7 @@ void SessionCore::handle_reply(const Reply& r, std::uint64_t now_us, CoreSink& s
     to_client(r.raw, sink);
     return;
   }
+  if (settings_.tls.upstream && !settings_.observe && upstream_tls_reply(r, now_us, sink)) return;
   if (!greeted_) {
     if (r.code == 220) greeted_ = true;
     else if (r.code != 120 && r.code != 421)

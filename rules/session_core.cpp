@@ -9,6 +9,8 @@ namespace ftpw {
 namespace {
 
 constexpr std::string_view kCutShort = "426 Connection closed; transfer aborted.\r\n";
+constexpr std::string_view kTlsRefused = "425 Data connection refused: its TLS did not resume the control connection's session.\r\n";
+constexpr std::string_view kTlsFailed = "425 Data connection refused: its TLS handshake failed.\r\n";
 
 }  // namespace
 
@@ -22,6 +24,11 @@ SessionCore::SessionCore(CoreSettings settings, std::shared_ptr<const RuleSet> r
       assembler_(settings_.reply_limits),
       timers_(settings_.timers, now_us / 1000) {
   paused_ = !settings_.observe;
+  if (settings_.tls.implicit && !settings_.observe) {
+    // Implicit FTPS: protected from the first byte, as if AUTH had succeeded.
+    client_protected_ = true;
+    state_ |= pbit(Predicate::auth_done);
+  }
 }
 
 void SessionCore::shrink() {
@@ -35,7 +42,8 @@ void SessionCore::shrink() {
 
 void SessionCore::update_pause() {
   if (draining_) pending_.clear();  // nothing more will answer: judge the rest in order
-  paused_ = closed_ || (!greeted_ && !settings_.observe) || pending_.waiting() || pending_.full() || awaited_;
+  paused_ = closed_ || (!greeted_ && !settings_.observe) || pending_.waiting() || pending_.full() || awaited_ ||
+            tls_wait_client_;
 }
 
 void SessionCore::update_busy(std::uint64_t now_us) {
@@ -44,6 +52,7 @@ void SessionCore::update_busy(std::uint64_t now_us) {
 }
 
 void SessionCore::after_input(std::uint64_t now_us, CoreSink& sink) {
+  if (tls_handoff_) hand_off_tls(sink);
   timers_.set_logged_in(logged_in(), now_us / 1000);  // a logout restarts the login period now
   check_finished(sink);
   if (closed_ || ended_ || settings_.observe) return;
@@ -110,7 +119,15 @@ void SessionCore::release_completion(std::uint64_t now_us, CoreSink& sink) {
       finding(sink, "server-completed-without-data", "the server reported a transfer complete that had no data connection",
               Severity::warning, Side::server, &cmd, FindingAction::logged, 0, reply_offset_);
     }
-    if (transfer_.cut_short()) {
+    if (data_tls_refused_ != DataEnd::complete) {
+      // The client's data connection failed its TLS: whatever the server
+      // made of the connection the proxy closed, the client hears why.
+      const std::string_view line = data_tls_refused_ == DataEnd::tls_not_resumed ? kTlsRefused : kTlsFailed;
+      data_tls_refused_ = DataEnd::complete;
+      completion_.assign(line);
+      transfer_.complete(425);
+      sink.on_reply({425, line, Verb::unknown, -1, true, false, reply_offset_});
+    } else if (transfer_.cut_short()) {
       // The server is done, but the proxy cut the data connection (timeout,
       // ABOR) before it delivered everything: never a 2xx for that.
       completion_.assign(kCutShort);
@@ -164,7 +181,7 @@ void SessionCore::data_failure(std::string_view cause, CoreSink& sink, Verb verb
   data_failure_reported_ = true;
   // The client's side: it never connected, or connected from elsewhere.
   const bool client = cause == "client-never-connected" || cause == "data-peer-mismatch" ||
-                      cause == "client-unreachable";
+                      cause == "client-unreachable" || cause == "tls-not-resumed" || cause == "tls-handshake-failed";
   Command cmd;
   cmd.verb = verb != Verb::unknown ? verb : transfer_.active() ? transfer_.verb() : Verb::unknown;
   cmd.verb_text = cmd.verb == Verb::unknown ? std::string_view{} : name_of(cmd.verb);
@@ -303,7 +320,10 @@ void SessionCore::on_data(const DataFact& f, std::uint64_t now_us, CoreSink& sin
       if (f.end == DataEnd::capped) upload_capped(true, sink);
       if (f.end == DataEnd::connect_timeout)
         data_failure(data_kind_ == DataRequest::Kind::passive ? "client-never-connected" : "server-refused-proxy", sink);
-      else if (f.end == DataEnd::connect_failed)
+      else if (f.end == DataEnd::tls_failed || f.end == DataEnd::tls_not_resumed) {
+        data_tls_refused_ = f.end;
+        data_failure(f.end == DataEnd::tls_failed ? "tls-handshake-failed" : "tls-not-resumed", sink);
+      } else if (f.end == DataEnd::connect_failed)
         data_failure(data_kind_ == DataRequest::Kind::passive ? "server-passive-unreachable" : "client-unreachable",
                      sink);
       data_up_ = data_live_ = false;

@@ -86,6 +86,7 @@ struct Finding {
 struct DataRequest {
   enum class Kind : std::uint8_t { passive, active } kind;
   NetAddr target;
+  bool protect = false;  // the client's leg is TLS (PROT P on a protected session)
 };
 
 class CoreSink {
@@ -119,10 +120,32 @@ class CoreSink {
   virtual void limit_upload(std::uint64_t bytes, bool cut) { (void)bytes, (void)cut; }
   // Stop (true) or resume (false) reading from a side.
   virtual void hold_reads(Side side, bool hold) { (void)side, (void)hold; }
+  // From here on the side's bytes are TLS (RFC 4217): the client's after
+  // the proxy's 234, or the server's after its 234 to the proxy's own AUTH
+  // TLS. The caller answers with on_tls_ready once the handshake completed,
+  // or ends the session.
+  virtual void start_tls(Side side) { (void)side; }
+  // The server's 1xx for the transfer came: a TLS data leg toward the server
+  // may start its handshake now (some servers drop one started earlier).
+  virtual void transfer_started() {}
   // Close the session after what was sent so far has been flushed.
   virtual void close(EndReason reason) { (void)reason; }
   // The closing session could not flush within its grace: cut everything.
   virtual void close_now() {}
+};
+
+// FTPS (RFC 4217) terminated at the proxy.
+enum class DataProtection : std::uint8_t {
+  client,    // as the client's PROT says
+  required,  // PROT P before any transfer (else 521)
+  clear,     // PROT P refused (536)
+};
+struct TlsSettings {
+  bool terminate = false;  // the proxy answers AUTH TLS/SSL itself and handshakes with the client
+  bool required = false;   // nothing but AUTH, FEAT, SYST, HELP, NOOP, QUIT before that (530)
+  bool implicit = false;   // the control connection is TLS from its first byte
+  DataProtection data = DataProtection::client;
+  bool upstream = false;   // the proxy does AUTH TLS, PBSZ 0, PROT P toward the server before the greeting
 };
 
 struct CoreSettings {
@@ -137,6 +160,7 @@ struct CoreSettings {
   FramerOptions server_framer{4096, true, false, true};
   ReplyLimits reply_limits{};
   bool refuse_tls = true;       // answer AUTH with 534, hide AUTH/PBSZ/PROT from FEAT
+  TlsSettings tls{};            // (refuse_tls is ignored when tls.terminate or tls.implicit)
   bool check_active_peer = true;  // SECURITY: PORT/EPRT must name the client's own address
   std::vector<NetAddr> allow_foreign_active;  // third parties PORT/EPRT may name
   std::uint32_t max_bad_lines = 10;  // framing problems before 421 and close
@@ -172,6 +196,8 @@ class SessionCore {
   void on_data_listening(const std::optional<NetAddr>& mine, std::uint64_t now_us, CoreSink& sink);
   void on_data(const DataFact& f, std::uint64_t now_us, CoreSink& sink);
   void on_data_moved(std::uint64_t now_us) { timers_.data_moved(now_us / 1000); }
+  // A TLS handshake the core asked for (CoreSink::start_tls) completed.
+  void on_tls_ready(Side side, std::uint64_t now_us, CoreSink& sink);
   // The clock: fires the session's timers.
   void on_tick(std::uint64_t now_us, CoreSink& sink);
   // Too many failed logins from the client's address.
@@ -220,6 +246,11 @@ class SessionCore {
   void handle_preliminary(const Reply& r, Pending& p, std::int64_t latency, std::uint64_t now_us, CoreSink& sink);
   void forward_reply(const Reply& r, const Pending* p, std::int64_t latency, std::uint64_t now_us, CoreSink& sink,
                      bool completion);
+  // tls_mirror.cpp
+  bool terminates_tls() const { return settings_.tls.terminate || settings_.tls.implicit; }
+  bool handle_tls_command(const Command& cmd, std::uint64_t offset, CoreSink& sink);
+  bool upstream_tls_reply(const Reply& r, std::uint64_t now_us, CoreSink& sink);
+  void hand_off_tls(CoreSink& sink);
   // data_setup.cpp
   void setup_active(const Command& cmd, const NetAddr& target, bool epsv_all, std::uint64_t offset,
                     std::uint64_t now_us, CoreSink& sink);
@@ -294,6 +325,18 @@ class SessionCore {
   std::string cap_path_;
   bool cap_hit_ = false;  // cut at the cap: the server's completion becomes 552
   bool held_client_ = false, held_server_ = false;  // reads the caller was told to hold
+  // FTPS: the client's control connection is protected; a 234 went out and
+  // the handshake is awaited (nothing more is read meanwhile); the bytes
+  // behind the AUTH line go to the caller; PROT P is in force; the current
+  // data setup's client leg is protected.
+  bool client_protected_ = false, tls_wait_client_ = false, tls_handoff_ = false, prot_p_ = false;
+  bool data_protected_ = false;
+  DataEnd data_tls_refused_ = DataEnd::complete;  // tls_failed / tls_not_resumed: the transfer's client gets 425
+  // Toward the server ([tls] upstream): its greeting waits while the proxy
+  // sends AUTH TLS, handshakes, sends PBSZ 0 and PROT P.
+  enum class UpstreamTls : std::uint8_t { off, auth_sent, handshaking, pbsz_sent, prot_sent, done };
+  UpstreamTls upstream_tls_ = UpstreamTls::off;
+  std::string held_greeting_;
 
   // A data listener asked for and not answered yet: what to do with its address.
   struct AwaitedData {

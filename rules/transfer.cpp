@@ -2,8 +2,10 @@
 
 namespace ftpw {
 
-void Transfer::start(Verb verb, std::string_view path, bool reused, bool download, std::uint64_t now_us) {
+void Transfer::start(Verb verb, std::string_view path, bool reused, bool download, std::uint64_t now_us,
+                     bool protected_data) {
   active_ = true;
+  protected_ = protected_data;
   verb_ = verb;
   path_.assign(path);
   reused_ = reused;
@@ -22,7 +24,7 @@ void Transfer::data_closed(const DataFact& f) {
 
 TransferRecord Transfer::finish(std::uint64_t now_us) {
   if (cut_short()) code_ = 426;
-  TransferRecord r{verb_, path_, download_ ? down_ : up_, download_, now_us - start_us_, reused_, code_};
+  TransferRecord r{verb_, path_, download_ ? down_ : up_, download_, now_us - start_us_, reused_, code_, protected_};
   active_ = false;
   code_ = 0;
   data_reset();  // used up: the next transfer needs a data connection of its own

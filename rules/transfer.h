@@ -33,6 +33,8 @@ enum class DataEnd : std::uint8_t {
   connect_timeout,  // nobody connected to the listener in time
   connect_failed,   // the proxy's own connect to the far side failed
   cut,              // the proxy ended it (ABOR, a timer, a failed transfer, replaced)
+  tls_failed,       // the client's TLS handshake on it failed
+  tls_not_resumed,  // the client's TLS did not resume its control connection's session
   peer_error,       // a side reset or failed
   capped,           // the upload reached the limit the core set and the rest was refused
 };
@@ -53,12 +55,14 @@ struct TransferRecord {
   std::uint64_t duration_us;
   bool reused;  // the server answered 125
   int code;     // the final code the client got
+  bool protected_data = false;  // the client's leg was TLS
 };
 
 class Transfer {
  public:
   // The transfer command got its first 1xx.
-  void start(Verb verb, std::string_view path, bool reused, bool download, std::uint64_t now_us);
+  void start(Verb verb, std::string_view path, bool reused, bool download, std::uint64_t now_us,
+             bool protected_data = false);
   // Its completion reply arrived.
   void complete(int code) { code_ = code; }
   bool active() const { return active_; }
@@ -84,7 +88,7 @@ class Transfer {
   bool active_ = false;
   Verb verb_ = Verb::unknown;
   std::string path_;
-  bool reused_ = false, download_ = false;
+  bool reused_ = false, download_ = false, protected_ = false;
   int code_ = 0;
   std::uint64_t start_us_ = 0;
   bool made_ = false, cut_ = false;
