@@ -29,6 +29,7 @@ void DataChannel::server_may_handshake() {
 void DataChannel::start_server_tls() {
   if (!tls_.server || !server_go_ || !server_ || !server_->connected() || server_->tls() || ended_) return;
   server_->start_tls(tls_.ctx->server_leg(tls_.resume));
+  server_->resume(pause_not_ready);  // its handshake is read now
 }
 
 bool DataChannel::legs_ready() const {
@@ -40,6 +41,7 @@ void DataChannel::on_tls_ready(Stream& s) {
   if (ended_) return;
   if (&s == client_) {
     resumed_ = s.tls()->resumed() && (tls_.reuse_tag.empty() || s.tls()->resumed_tag(tls_.reuse_tag));
+    s_.data_tls(true, tls_.reuse_tag.empty() || resumed_);
     if (!tls_.reuse_tag.empty() && !resumed_) {
       // SECURITY: a data connection must come from the client that owns the
       // control connection (RFC 4217 §10): resuming its TLS session proves it.
@@ -48,6 +50,8 @@ void DataChannel::on_tls_ready(Stream& s) {
       end("tls-not-resumed", false);
       return;
     }
+  } else {
+    s_.data_tls(false, true);
   }
   both_up();
 }
@@ -149,10 +153,11 @@ void DataChannel::accepted(Stream* st, const NetAddr& from) {
   s_.data_server_leg();
   if (kind_ == Kind::passive) client_ = st;
   else server_ = st;
-  // A TLS leg reads its handshake now; plaintext that comes before the
-  // other leg is ready waits (on_data).
-  if (!(kind_ == Kind::passive ? tls_.client : tls_.server)) st->pause(pause_not_ready);
+  // A client's TLS leg reads its handshake now (plaintext that comes before
+  // the other leg is ready waits: on_data); a server's TLS leg waits for the
+  // server's 1xx (start_server_tls).
   if (kind_ == Kind::passive && tls_.client) st->start_tls(tls_.ctx->client_data());
+  else st->pause(pause_not_ready);
   st->start();
   if (kind_ == Kind::active) start_server_tls();
   listener_->close();
@@ -194,6 +199,7 @@ void DataChannel::on_connect(Stream& s, int status) {
   const bool tls = &s == client_ ? tls_.client : tls_.server;
   if (tls) {
     if (&s == client_) s.start_tls(tls_.ctx->client_data());
+    else s.pause(pause_not_ready);  // until the server's 1xx
     s.start();
     start_server_tls();
     return;  // both_up once the handshakes are done
@@ -330,6 +336,7 @@ void DataChannel::on_error(Stream& s, int err) {
   if (err == kTlsError && s.tls()) {
     const bool client = &s == client_;
     spdlog::info("data connection: {} TLS failed: {}", client ? "client" : "server", s.tls()->error());
+    s_.data_tls(client, false);
     end(client ? "tls-failed" : "upstream-tls-failed", false);
     return;
   }

@@ -44,6 +44,8 @@ class DataOwner {
   virtual void data_event(std::string_view rule, std::string_view message, const NetAddr& who) = 0;
   // The upload passed its reported limit (see DataChannel::limit_upload).
   virtual void data_upload_over() {}
+  // A leg's TLS handshake ended (ok: completed, and resumed where required).
+  virtual void data_tls(bool client_leg, bool ok) { (void)client_leg, (void)ok; }
 };
 
 // TLS on a data connection's legs (FTPS). The client is the TLS client on

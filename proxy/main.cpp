@@ -264,6 +264,7 @@ int cmd_run(int argc, char** argv) {
   std::fprintf(stderr, "listening on %s -> %s (mode=%s)\n", server.bound().to_string().c_str(),
                snap->cfg.transparent ? "(transparent)" : snap->cfg.upstream.c_str(), snap->cfg.mode.c_str());
   if (auto m = server.metrics_bound()) std::fprintf(stderr, "metrics on http://%s/metrics\n", m->to_string().c_str());
+  if (snap->tls->serves_clients() || snap->tls->to_server()) spdlog::info("{}", tls_report());
   std::fflush(stderr);
   server.run();
   audit->flush();

@@ -184,6 +184,7 @@ void Session::on_tls_ready(Stream& s) {
       .boolean(audit::f::resumed, t.resumed());
   if (const auto subject = t.peer_subject(); !subject.empty()) e.str(audit::f::peer_cert, subject);
   audit(e);
+  ++host_.stats().tls_handshakes[TlsLegLabels::of(client, false)];
   core_->on_tls_ready(client ? Side::client : Side::server, now_us(), *this);
   after_core();
 }
@@ -194,6 +195,7 @@ void Session::on_error(Stream& s, int err) {
     const bool client = &s == client_;
     tls_error_ = s.tls()->error();
     spdlog::info("session {}: {} TLS failed: {}", id_, client ? "client" : "server", tls_error_);
+    ++host_.stats().tls_failures[TlsLegLabels::of(client, false)];
     if (client) close_session(EndReason::client_tls_failed);
     else core_->end(EndReason::upstream_tls_refused, *this);
     return;
@@ -406,6 +408,11 @@ void Session::limit_upload(std::uint64_t bytes, bool cut) {
   // RFC order, but seen), the next channel takes the cap.
   if (data_ && !data_->ended()) data_->limit_upload(bytes, cut);
   else next_cap_ = std::make_pair(bytes, cut);
+}
+
+void Session::data_tls(bool client_leg, bool ok) {
+  auto& by = ok ? host_.stats().tls_handshakes : host_.stats().tls_failures;
+  ++by[TlsLegLabels::of(client_leg, true)];
 }
 
 void Session::data_upload_over() { core_->on_data({DataEvent::upload_over}, now_us(), *this); }

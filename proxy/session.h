@@ -75,6 +75,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   void data_gone(DataChannel* d) override;
   void data_event(std::string_view rule, std::string_view message, const NetAddr& who) override;
   void data_upload_over() override;
+  void data_tls(bool client_leg, bool ok) override;
 
  private:
   enum Tag { tag_client = 1, tag_upstream = 2 };

@@ -65,6 +65,17 @@ struct TransferLabels {
     return {VerbLabels::label(i / 2), DataConnLabels::label(i % 2)};
   }
 };
+// TLS handshakes by connection: control toward the client or the server,
+// data toward the client or the server.
+struct TlsLegLabels {
+  static constexpr std::size_t size = 4;
+  static constexpr std::string_view key = "leg";
+  static std::string_view label(std::size_t i) {
+    static constexpr std::string_view n[] = {"client", "server", "client_data", "server_data"};
+    return n[i];
+  }
+  static std::size_t of(bool client, bool data) { return (client ? 0 : 1) + (data ? 2 : 0); }
+};
 // Why a connection was refused before it became a session (proxy/worker.cpp).
 // X(enumerator, label, the 421 it hears; "" for the session end's own
 // (rules/end_reasons.def), nullptr for none: closed without a byte)
@@ -137,7 +148,10 @@ struct DurationBucketsMs {
   X(data_connections, DataConnLabels, "ftpwarden_data_connections_total",                                 \
     "transfers by data connection: new or reused (125)")                                                  \
   X(transfers_by, TransferLabels, "ftpwarden_transfers_total", "transfers ended, by verb and data connection") \
-  X(refused, RefusalLabels, "ftpwarden_connections_refused_total", "connections refused, by reason")
+  X(refused, RefusalLabels, "ftpwarden_connections_refused_total", "connections refused, by reason")       \
+  X(tls_handshakes, TlsLegLabels, "ftpwarden_tls_handshakes_total", "TLS handshakes completed, by connection") \
+  X(tls_failures, TlsLegLabels, "ftpwarden_tls_failures_total",                                           \
+    "TLS connections that failed (handshake, records, a data connection that did not resume), by connection")
 // X(name, buckets, metric, doc)
 #define FTPW_HISTOGRAMS(X)                                                                                \
   X(reply_latency_us, LatencyBucketsUs, "ftpwarden_reply_latency_seconds",                                \

@@ -1,5 +1,6 @@
 #include "tls_context.h"
 
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -70,6 +71,16 @@ bool read_password(const std::string& path, std::string& out, std::vector<Config
 }
 
 }  // namespace
+
+std::string tls_report() {
+  std::ifstream ulp("/proc/sys/net/ipv4/tcp_available_ulp");
+  std::string ulps;
+  std::getline(ulp, ulps);
+  const bool ktls = (" " + ulps + " ").find(" tls ") != std::string::npos;
+  return std::string("TLS: ") + OpenSSL_version(OPENSSL_VERSION) + "; records are encrypted in user space" +
+         (ktls ? " (the kernel offers TLS offload; not used through memory BIOs)"
+               : " (this kernel offers no TLS offload: no 'tls' in net.ipv4.tcp_available_ulp)");
+}
 
 TlsContexts::~TlsContexts() {
   if (down_) SSL_CTX_free(down_);

@@ -15,6 +15,10 @@
 
 namespace ftpw {
 
+// One line for the log at start: the OpenSSL in use, and whether the kernel
+// offers TLS offload (the `tls` upper-layer protocol) on this machine.
+std::string tls_report();
+
 class TlsContexts {
  public:
   // nullptr with `errors` filled when a file cannot be used; an empty

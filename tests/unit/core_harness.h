@@ -26,6 +26,7 @@ struct Recorder : CoreSink {
     std::uint64_t bytes;
     bool download, reused;
     int code;
+    bool protected_data;
   };
   std::vector<Transfer> transfers;
   std::vector<std::string> aborts;  // reasons
@@ -46,7 +47,7 @@ struct Recorder : CoreSink {
     findings.push_back(s);
   }
   void on_transfer(const TransferRecord& t) override {
-    transfers.push_back({t.verb, std::string(t.path), t.bytes, t.download, t.reused, t.code});
+    transfers.push_back({t.verb, std::string(t.path), t.bytes, t.download, t.reused, t.code, t.protected_data});
   }
   void on_timeout(Timer t) override { timeouts.push_back(t); }
   void on_login_failed() override { ++login_failures; }
@@ -58,7 +59,13 @@ struct Recorder : CoreSink {
   }
   void send_to_server(std::string_view b) override { to_server += b; }
   void send_to_client(std::string_view b) override { to_client += b; }
+  std::vector<Side> tls_starts;
+  std::vector<bool> data_protect;  // each open_data's `protect`
+  int transfer_starts = 0;
+  void start_tls(Side side) override { tls_starts.push_back(side); }
+  void transfer_started() override { ++transfer_starts; }
   void open_data(const DataRequest& req) override {
+    data_protect.push_back(req.protect);
     (req.kind == DataRequest::Kind::passive ? passive_requests : active_requests).push_back(req.target);
     if (!core) return;
     if (data_open) closed(0, 0, true);  // the previous one is replaced
