@@ -113,6 +113,7 @@ void Stream::tls_read(const char* p, std::size_t n) {
   rx_plain_.clear();
   t_tls_out.clear();
   const auto st = tls_->feed(p, n, rx_plain_, t_tls_out);
+  bytes_out += tls_->take_flushed();
   write_raw(t_tls_out);
   if (lingering_) {
     if (st != TlsEngine::Status::ok) close();
@@ -148,8 +149,12 @@ void Stream::start_tls(std::unique_ptr<TlsEngine> tls) {
 bool Stream::write(std::string_view d) {
   if (closing_) return false;
   if (d.empty()) return true;
-  bytes_out += d.size();
-  if (!tls_) return write_raw(d);
+  if (!tls_) {
+    bytes_out += d.size();
+    return write_raw(d);
+  }
+  // Plaintext counts once encrypted (held until the handshake: see tls_read).
+  if (tls_->handshake_done()) bytes_out += d.size();
   t_tls_out.clear();
   if (!tls_->send(d, t_tls_out)) return false;
   return write_raw(t_tls_out);

@@ -41,6 +41,12 @@ int keep_new_session(SSL* s, SSL_SESSION* sess) {
   return 1;  // the engine holds the reference now
 }
 
+// "file:line:column: " of a key set in a file, else "section.key: ".
+std::string at(const Config& cfg, const std::string& key) {
+  auto it = cfg.origin.find(key);
+  return (it != cfg.origin.end() ? it->second + ": " + key : key) + ": ";
+}
+
 bool common_setup(SSL_CTX* ctx, const Config& cfg, const char* which, std::vector<ConfigError>& errors) {
   const int min = cfg.tls_min_version == "1.3" ? TLS1_3_VERSION : TLS1_2_VERSION;
   SSL_CTX_set_min_proto_version(ctx, min);
@@ -49,11 +55,11 @@ bool common_setup(SSL_CTX* ctx, const Config& cfg, const char* which, std::vecto
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   if (!cfg.tls_ciphers.empty() && SSL_CTX_set_cipher_list(ctx, cfg.tls_ciphers.c_str()) != 1) {
-    errors.push_back({std::string("tls.ciphers: ") + which + ": " + last_ssl_error()});
+    errors.push_back({at(cfg, "tls.ciphers") + which + ": " + last_ssl_error()});
     return false;
   }
   if (!cfg.tls_ciphersuites.empty() && SSL_CTX_set_ciphersuites(ctx, cfg.tls_ciphersuites.c_str()) != 1) {
-    errors.push_back({std::string("tls.ciphersuites: ") + which + ": " + last_ssl_error()});
+    errors.push_back({at(cfg, "tls.ciphersuites") + which + ": " + last_ssl_error()});
     return false;
   }
   return true;
@@ -106,16 +112,16 @@ std::shared_ptr<const TlsContexts> TlsContexts::load(const Config& cfg, std::vec
       SSL_CTX_set_default_passwd_cb_userdata(ctx, &none);
     }
     if (SSL_CTX_use_certificate_chain_file(ctx, cfg.tls_cert.c_str()) != 1)
-      errors.push_back({"tls.cert: " + cfg.tls_cert + ": " + last_ssl_error()});
+      errors.push_back({at(cfg, "tls.cert") + cfg.tls_cert + ": " + last_ssl_error()});
     else if (SSL_CTX_use_PrivateKey_file(ctx, cfg.tls_key.c_str(), SSL_FILETYPE_PEM) != 1)
-      errors.push_back({"tls.key: " + cfg.tls_key + ": " + last_ssl_error()});
+      errors.push_back({at(cfg, "tls.key") + cfg.tls_key + ": " + last_ssl_error()});
     else if (SSL_CTX_check_private_key(ctx) != 1)
-      errors.push_back({"tls.key: " + cfg.tls_key + " does not match " + cfg.tls_cert});
+      errors.push_back({at(cfg, "tls.key") + cfg.tls_key + " does not match " + cfg.tls_cert});
     SSL_CTX_set_default_passwd_cb(ctx, nullptr);
     SSL_CTX_set_default_passwd_cb_userdata(ctx, nullptr);
     if (!cfg.tls_ca.empty()) {
       if (SSL_CTX_load_verify_locations(ctx, cfg.tls_ca.c_str(), nullptr) != 1) {
-        errors.push_back({"tls.ca: " + cfg.tls_ca + ": " + last_ssl_error()});
+        errors.push_back({at(cfg, "tls.ca") + cfg.tls_ca + ": " + last_ssl_error()});
       } else {
         // Asked for, checked when given (a client without one still gets in:
         // the audit log says who presented what).
@@ -139,7 +145,7 @@ std::shared_ptr<const TlsContexts> TlsContexts::load(const Config& cfg, std::vec
       const bool ok = cfg.tls_upstream_ca.empty() ? SSL_CTX_set_default_verify_paths(ctx) == 1
                                                   : SSL_CTX_load_verify_locations(ctx, cfg.tls_upstream_ca.c_str(),
                                                                                   nullptr) == 1;
-      if (!ok) errors.push_back({"tls.upstream_ca: " + cfg.tls_upstream_ca + ": " + last_ssl_error()});
+      if (!ok) errors.push_back({at(cfg, "tls.upstream_ca") + cfg.tls_upstream_ca + ": " + last_ssl_error()});
       SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
     }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);

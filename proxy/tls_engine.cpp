@@ -106,6 +106,7 @@ bool TlsEngine::advance(std::string& plain, std::string& out) {
       std::string h;
       h.swap(held_);
       if (!send(h, out)) return false;
+      flushed_ += h.size();
     }
   }
   for (;;) {

@@ -41,6 +41,12 @@ class TlsEngine {
     return j;
   }
   const std::string& error() const { return error_; }
+  // Plaintext held until the handshake that went out since the last call.
+  std::size_t take_flushed() {
+    const std::size_t n = flushed_;
+    flushed_ = 0;
+    return n;
+  }
   SSL* ssl() const { return ssl_; }
   std::string version() const;
   std::string cipher() const;
@@ -74,6 +80,7 @@ class TlsEngine {
   std::string held_;    // plaintext sent before the handshake finished
   std::string tag_;
   SSL_SESSION* latest_ = nullptr;
+  std::size_t flushed_ = 0;
   std::string error_;
 };
 

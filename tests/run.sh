@@ -19,7 +19,7 @@ echo "== release build"
 cmake --preset release >/dev/null
 cmake --build --preset release -j "$JOBS"
 echo "== tests (release)"
-ctest --test-dir build/release --output-on-failure -j 1
+ctest --test-dir build/release --output-on-failure -j "$JOBS"
 
 if [ -z "${FTPW_SKIP_ASAN:-}" ]; then
   echo "== ASan+UBSan build"
@@ -27,7 +27,7 @@ if [ -z "${FTPW_SKIP_ASAN:-}" ]; then
   cmake --build --preset asan-ubsan -j "$JOBS"
   echo "== tests (ASan+UBSan)"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build/asan --output-on-failure -j 1
+    ctest --test-dir build/asan --output-on-failure -j "$JOBS"
 fi
 
 if [ -z "${FTPW_SKIP_FUZZ:-}" ] && command -v clang++ >/dev/null; then

@@ -32,8 +32,21 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
         return True
 
 
+def shard_slice(lo: int, hi: int) -> tuple[int, int]:
+    """[lo, hi], or this process's slice of it when the test suite runs as
+    FTPW_SHARD=I/N parallel processes (tests/integration/sharding.py)."""
+    spec = os.environ.get("FTPW_SHARD", "")
+    if not spec:
+        return lo, hi
+    i, n = (int(x) for x in spec.split("/"))
+    width = (hi - lo + 1) // n
+    return lo + (i - 1) * width, lo + i * width - 1
+
+
 def free_port_range(lo: int, hi: int, count: int = 50, tries: int = 50) -> tuple[int, int]:
-    """A block of `count` consecutive free ports with its base in [lo, hi - count]."""
+    """A block of `count` consecutive free ports with its base in [lo, hi - count]
+    (of this shard's slice, when the suite runs sharded)."""
+    lo, hi = shard_slice(lo, hi)
     for _ in range(tries):
         base = random.randint(lo, hi - count + 1)
         if all(port_is_free(p) for p in range(base, base + count)):

@@ -5,6 +5,13 @@ Run with the Debian Python (/usr/bin/python3, python3-pyftpdlib):
 
     pyftpd_server.py --root DIR --user U --password P --log FILE
                      [--port N] [--passive-ports LO-HI]
+                     [--tls-cert PEM [--tls-key PEM] [--tls-control-required]
+                      [--tls-data-required]]
+
+With --tls-cert it is an explicit FTPS server (pyftpdlib's TLS_FTPHandler,
+python3-openssl): AUTH TLS/SSL, PBSZ, PROT; --tls-control-required refuses
+USER/PASS before AUTH (550), --tls-data-required refuses PASV/EPSV/PORT/EPRT
+before PROT P (550). The protocol log holds the commands as decrypted.
 
 Every control line the server receives is written to --log exactly as it
 arrived (non-UTF-8 bytes as \\xNN escapes, the PASS argument included) and
@@ -26,7 +33,9 @@ from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.servers import FTPServer
 
 
-class LoggingHandler(FTPHandler):
+class ProtocolLog:
+    """Mixed into a handler class: logs every line received and sent."""
+
     protocol_log = None  # set in main()
 
     def _plog(self, direction, text):
@@ -48,6 +57,25 @@ class LoggingHandler(FTPHandler):
         super().push(data)
 
 
+class LoggingHandler(ProtocolLog, FTPHandler):
+    pass
+
+
+def tls_handler(certfile: str, keyfile: str, control_required: bool, data_required: bool):
+    """A logging TLS_FTPHandler (imported only here: python3-openssl is
+    needed only for FTPS)."""
+    from pyftpdlib.handlers import TLS_FTPHandler
+
+    class LoggingTLSHandler(ProtocolLog, TLS_FTPHandler):
+        pass
+
+    LoggingTLSHandler.certfile = certfile
+    LoggingTLSHandler.keyfile = keyfile or certfile
+    LoggingTLSHandler.tls_control_required = control_required
+    LoggingTLSHandler.tls_data_required = data_required
+    return LoggingTLSHandler
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True)
@@ -57,22 +85,29 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--passive-ports", default="")
+    ap.add_argument("--tls-cert", default="")
+    ap.add_argument("--tls-key", default="")
+    ap.add_argument("--tls-control-required", action="store_true")
+    ap.add_argument("--tls-data-required", action="store_true")
     args = ap.parse_args()
 
     authorizer = DummyAuthorizer()
     authorizer.add_user(args.user, args.password, args.root, perm="elradfmwMT")
-    LoggingHandler.protocol_log = open(args.log, "a", encoding="utf-8")
-    LoggingHandler.authorizer = authorizer
-    LoggingHandler.banner = "ftpwarden test upstream (pyftpdlib)"
-    LoggingHandler.timeout = 120
+    handler = LoggingHandler
+    if args.tls_cert:
+        handler = tls_handler(args.tls_cert, args.tls_key, args.tls_control_required, args.tls_data_required)
+    handler.protocol_log = open(args.log, "a", encoding="utf-8")
+    handler.authorizer = authorizer
+    handler.banner = "ftpwarden test upstream (pyftpdlib%s)" % (", FTPS" if args.tls_cert else "")
+    handler.timeout = 120
     # A legacy server: path bytes that are not UTF-8 (Latin-1 names) pass
     # through unchanged instead of turning into U+FFFD.
-    LoggingHandler.unicode_errors = "surrogateescape"
+    handler.unicode_errors = "surrogateescape"
     if args.passive_ports:
         lo, hi = (int(x) for x in args.passive_ports.split("-"))
-        LoggingHandler.passive_ports = list(range(lo, hi + 1))
+        handler.passive_ports = list(range(lo, hi + 1))
 
-    server = FTPServer((args.host, args.port), LoggingHandler)
+    server = FTPServer((args.host, args.port), handler)
     server.max_cons = 256
     server.max_cons_per_ip = 0
 

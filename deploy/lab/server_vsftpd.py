@@ -92,6 +92,24 @@ ftpd_banner=ftpwarden test upstream (vsftpd {tag})
 """
 
 
+def vsftpd_tls_options(cert: Path, key: Path, require_ssl_reuse: bool = True, force_ssl: bool = True,
+                       **more: str) -> dict[str, str]:
+    """vsftpd.conf lines for explicit FTPS (AUTH TLS; not implicit_ssl, as
+    start() waits for a 220 in clear), per vsftpd.conf(5) of vsftpd 3.0.3:
+    the control connection's session resumed on every data connection
+    (require_ssl_reuse), login and data over TLS only (force_local_*_ssl).
+    This build knows ssl_tlsv1 but no ssl_tlsv1_1 / ssl_tlsv1_2 (unknown
+    names are fatal): SSLv2/3 stay off, TLS 1.0 to 1.3 are allowed. Its
+    default cipher list (DES-CBC3-SHA) is unusable with OpenSSL 3, hence
+    ssl_ciphers=HIGH. debug_ssl logs each handshake's version and whether it
+    resumed (ssl_debug())."""
+    yn = {True: "YES", False: "NO"}
+    return {"ssl_enable": "YES", "rsa_cert_file": str(cert), "rsa_private_key_file": str(key),
+            "ssl_ciphers": "HIGH", "ssl_request_cert": "NO", "require_ssl_reuse": yn[require_ssl_reuse],
+            "force_local_logins_ssl": yn[force_ssl], "force_local_data_ssl": yn[force_ssl],
+            "allow_anon_ssl": "NO", "debug_ssl": "YES", **more}
+
+
 class VsftpdServer(FtpServer):
     """vsftpd authenticating the test user through PAM (pam_unix) against a
     private /etc: it runs in a mount namespace of its own where copies of
@@ -107,9 +125,11 @@ class VsftpdServer(FtpServer):
     logs_password = False  # vsftpd logs "PASS <password>", never the password
 
     def __init__(self, user: str, password: str, binary: str, base: Path | None = None,
-                 protocol_log: bool = True, pasv_ports: int = 4000):
+                 protocol_log: bool = True, pasv_ports: int = 4000, tls: dict[str, str] | None = None):
         super().__init__(user, password, base)
         self.binary = binary
+        # vsftpd.conf lines for FTPS (vsftpd_tls_options()); None: plain FTP only
+        self.tls = dict(tls) if tls else None
         self.protocol_log = protocol_log  # off for benchmarks: logging costs the server time
         # vsftpd tries 10 random ports of its range for each PASV and gives up
         # (500 OOPS) when all are taken: under the 500-session load test a
@@ -128,7 +148,8 @@ class VsftpdServer(FtpServer):
             self.conf.write_text(VSFTPD_CONF.format(
                 host=self.host, port=self.port, root=self.root, pasv_lo=self.pasv_range[0], pasv_hi=self.pasv_range[1],
                 pam=PAM_SERVICE, empty=self.empty, log=self.log, tag=self.base.name,
-                logging="YES" if self.protocol_log else "NO"))
+                logging="YES" if self.protocol_log else "NO") +
+                "".join(f"{k}={v}\n" for k, v in (self.tls or {}).items()))
             os.chown(self.conf, 0, 0)  # vsftpd refuses a config not owned by root
             self.conf.chmod(0o600)
             self._popen(in_private_mounts(binds, [self.binary, str(self.conf)]))
@@ -136,6 +157,15 @@ class VsftpdServer(FtpServer):
         # the banner names this instance
         self._start_until_greeted(launch, self.base.name, tries)
         return self
+
+    # [pid 123] DEBUG: Client "127.0.0.1", "SSL version: TLSv1.3, SSL cipher: ..., reused, no cert"
+    _SSL_DEBUG = re.compile(r'\[pid (\d+)\] (?:\[[^\]]*\] )?DEBUG: Client "[^"]*", "(SSL version: .*)"$')
+
+    def ssl_debug(self, since: int = 0) -> list[str]:
+        """The handshakes vsftpd logged with debug_ssl (control and data
+        connections alike): "SSL version: TLSv1.3, SSL cipher: ..., reused|not
+        reused, no cert"."""
+        return [m.group(2) for line in self.log_text(since).splitlines() if (m := self._SSL_DEBUG.search(line))]
 
     def entries(self, since: int = 0) -> list[LogEntry]:
         """Log entries; `session` is "conn <pid>" of the connection's first process.

@@ -28,6 +28,7 @@ from servers import (FTP_PASSWORD, FTP_USER, Proxy, PyftpdServer, ScriptedServer
                      find_proxy_binary, find_vsftpd, populate_tree, sha256_bytes, sha256_file)
 from server_proftpd import ProftpdServer, find_proftpd  # noqa: E402
 from server_pureftpd import PureftpdServer, find_pureftpd  # noqa: E402
+from sharding import pytest_collection_modifyitems  # noqa: E402,F401 - FTPW_SHARD=I/N: this process's share
 
 SERVER_KINDS = ["vsftpd", "pyftpdlib"]
 
@@ -57,20 +58,25 @@ def ftp_password() -> str:
     return FTP_PASSWORD
 
 
-@pytest.fixture(scope="session")
-def vsftpd_server(ftp_password):
+def _vsftpd(password: str, **options):
+    """A vsftpd with its own tree, for a session-scoped fixture (skips where it cannot run)."""
     binary = find_vsftpd()
     if binary is None:
         pytest.skip("vsftpd not found (command -v vsftpd, /usr/sbin/vsftpd, /opt/ftpsrv/vsftpd/usr/sbin/vsftpd)")
     if os.geteuid() != 0:
         pytest.skip("vsftpd tests need root (a private mount namespace, a root-owned config)")
-    srv = VsftpdServer(FTP_USER, ftp_password, binary)
+    srv = VsftpdServer(FTP_USER, password, binary, **options)
     try:
         srv.files = populate_tree(srv.root)
         srv.start()
         yield srv
     finally:
         srv.cleanup()
+
+
+@pytest.fixture(scope="session")
+def vsftpd_server(ftp_password):
+    yield from _vsftpd(ftp_password)
 
 
 @pytest.fixture(scope="session")
@@ -209,3 +215,47 @@ def unique_name(request):
     def make(prefix="f", suffix=""):
         return f"{prefix}-{secrets.token_hex(6)}{suffix}"
     return make
+
+
+# ---------------------------------------------------------------- FTPS (test_ftps.py)
+
+@pytest.fixture(scope="session")
+def tls_certs():
+    """Throwaway certificates made with openssl at the start of the run
+    (tls_certs.py): a CA, a server certificate for 127.0.0.1 / localhost, a
+    client certificate, an unrelated CA's client certificate, the server key
+    encrypted under a password file. Removed at the end: no key is kept."""
+    import shutil
+    import tempfile
+
+    from tls_certs import make_certs
+
+    d = Path(tempfile.mkdtemp(prefix="ftpw-tls-"))
+    try:
+        yield make_certs(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def vsftpd_tls(ftp_password, tls_certs):
+    """vsftpd speaking explicit FTPS only (ssl_enable, force_local_logins_ssl
+    and force_local_data_ssl, require_ssl_reuse=YES), with its own tree."""
+    from server_vsftpd import vsftpd_tls_options
+
+    yield from _vsftpd(ftp_password, tls=vsftpd_tls_options(tls_certs.cert, tls_certs.key))
+
+
+@pytest.fixture(scope="session")
+def pyftpdlib_tls(ftp_password, tls_certs):
+    """pyftpdlib's TLS_FTPHandler (python3-openssl) requiring TLS on the
+    control connection (USER/PASS before AUTH: 550) and PROT P before any
+    PASV/EPSV/PORT/EPRT (550), with its own tree."""
+    srv = PyftpdServer(FTP_USER, ftp_password, tls_cert=tls_certs.cert, tls_key=tls_certs.key,
+                       tls_control_required=True, tls_data_required=True)
+    try:
+        srv.files = populate_tree(srv.root)
+        srv.start()
+        yield srv
+    finally:
+        srv.cleanup()
