@@ -1029,3 +1029,64 @@ def test_renegotiation_is_refused(vsftpd_server, make_proxy, tls_certs, tmp_path
     assert tls["version"] == "TLSv1.2" and len(proxy.events("tls")) == 1, proxy.events("tls")
     proxy.wait_event("session_close", session=tls["session"])
     fresh_session_works(proxy, server, tls_certs)
+
+
+# ---------------------------------------------------------------------------
+# reload
+
+
+def test_sighup_reloads_the_certificate_and_refuses_a_broken_one(vsftpd_server, make_proxy, tls_certs, tmp_path):
+    """SIGHUP reloads the certificate and key for new sessions (a session
+    already protected goes on); a certificate that does not load is refused
+    with a log line, and new sessions keep getting the running one."""
+    import hashlib
+    import shutil
+    import signal
+
+    from tls_certs import SERVER_CN, _leaf
+
+    server = vsftpd_server
+    cert, key = tmp_path / "live-cert.pem", tmp_path / "live-key.pem"
+    shutil.copy(tls_certs.cert, cert)
+    shutil.copy(tls_certs.key, key)
+    proxy = ftps_proxy(make_proxy, server, tls_certs, tmp_path, tls={"cert": str(cert), "key": str(key)})
+
+    def served_cert() -> str:
+        with TlsRawClient.to(Target.via(proxy, server)) as c:
+            c.auth_tls(tls_context(tls_certs))
+            der = c.sock.getpeercert(binary_form=True)
+            c.login()
+            assert c.quit().code == 221
+        return hashlib.sha256(der).hexdigest()
+
+    def reload(marker_text: str) -> None:
+        before = proxy.stderr().count(marker_text)
+        proxy.proc.send_signal(signal.SIGHUP)
+        end = time.monotonic() + 10
+        while proxy.stderr().count(marker_text) == before:
+            assert time.monotonic() < end, proxy.stderr()[-2000:]
+            time.sleep(0.05)
+
+    first = served_cert()
+    old = TlsRawClient.to(Target.via(proxy, server))  # protected before the reload
+    old.auth_tls(tls_context(tls_certs))
+    old.login()
+
+    d = tmp_path / "new"
+    d.mkdir()
+    new_cert, new_key = _leaf(d, "server2", SERVER_CN, tls_certs.ca, tls_certs.ca_key,
+                              "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                              "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost")
+    shutil.copy(new_cert, cert)
+    shutil.copy(new_key, key)
+    reload("configuration reloaded")
+    second = served_cert()
+    assert second != first
+    assert old.cmd("NOOP").code == 200  # the session from before goes on under its handshake
+    assert old.quit().code == 221
+    old.close()
+
+    cert.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    reload("reload refused")
+    assert "tls.cert" in proxy.stderr().split("reload refused")[-1].splitlines()[0]
+    assert served_cert() == second
