@@ -28,7 +28,7 @@ void DataChannel::server_may_handshake() {
 
 void DataChannel::start_server_tls() {
   if (!tls_.server || !server_go_ || !server_ || !server_->connected() || server_->tls() || ended_) return;
-  server_->start_tls(tls_.ctx->server_leg(tls_.resume));
+  server_->start_tls(tls_.ctx->server_leg(tls_.resume, s_.upstream()));
   server_->resume(pause_not_ready);  // its handshake is read now
 }
 
@@ -45,8 +45,8 @@ void DataChannel::on_tls_ready(Stream& s) {
     if (!tls_.reuse_tag.empty() && !resumed_) {
       // SECURITY: a data connection must come from the client that owns the
       // control connection (RFC 4217 §10): resuming its TLS session proves it.
-      spdlog::info("data connection from {}: TLS session not resumed from the control connection; closed",
-                   from_.to_string());
+      spdlog::info("session {}: data connection from {}: TLS session not resumed from the control connection; closed",
+                   s_.log_id(), from_.to_string());
       end("tls-not-resumed", false);
       return;
     }
@@ -156,7 +156,8 @@ void DataChannel::accepted(Stream* st, const NetAddr& from) {
   // A client's TLS leg reads its handshake now (plaintext that comes before
   // the other leg is ready waits: on_data); a server's TLS leg waits for the
   // server's 1xx (start_server_tls).
-  if (kind_ == Kind::passive && tls_.client) st->start_tls(tls_.ctx->client_data());
+  const bool tls_now = kind_ == Kind::passive && tls_.client;
+  if (tls_now) st->start_tls(tls_.ctx->client_data());
   else st->pause(pause_not_ready);
   st->start();
   if (kind_ == Kind::active) start_server_tls();
@@ -170,7 +171,16 @@ void DataChannel::accepted(Stream* st, const NetAddr& from) {
   else client_ = leg;
   sockaddr_storage ss;
   to_sockaddr(target_, ss);
-  if (leg->connect(reinterpret_cast<sockaddr*>(&ss)) != 0) end("connect-failed", false);
+  if (leg->connect(reinterpret_cast<sockaddr*>(&ss)) != 0) {
+    end("connect-failed", false);
+    return;
+  }
+  if (tls_now && !early_.empty()) {
+    // What came behind the client's PROXY header is the start of its handshake.
+    std::string hello;
+    hello.swap(early_);
+    st->feed_tls(hello.data(), hello.size());
+  }
 }
 
 bool DataChannel::write_first(Stream& s, std::string_view bytes) {
@@ -335,8 +345,12 @@ void DataChannel::on_error(Stream& s, int err) {
   if (ended_) return;
   if (err == kTlsError && s.tls()) {
     const bool client = &s == client_;
-    spdlog::info("data connection: {} TLS failed: {}", client ? "client" : "server", s.tls()->error());
+    spdlog::info("session {}: data connection: {} TLS failed: {}", s_.log_id(), client ? "client" : "server",
+                 s.tls()->error());
     s_.data_tls(client, false);
+    // The server's leg failed under the transfer: whatever the server says
+    // of it, the client did not get it all (a 2xx becomes 426).
+    if (!client) cut_ = true;
     end(client ? "tls-failed" : "upstream-tls-failed", false);
     return;
   }

@@ -46,6 +46,8 @@ class DataOwner {
   virtual void data_upload_over() {}
   // A leg's TLS handshake ended (ok: completed, and resumed where required).
   virtual void data_tls(bool client_leg, bool ok) { (void)client_leg, (void)ok; }
+  // The session's id, for log lines.
+  virtual std::string_view log_id() const { return {}; }
 };
 
 // TLS on a data connection's legs (FTPS). The client is the TLS client on

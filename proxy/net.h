@@ -75,7 +75,7 @@ class Stream {
   void resume(std::uint8_t reason);
   std::uint8_t paused() const { return pause_mask_; }
   bool write(std::string_view bytes);  // false once closing
-  std::size_t queued() const { return tcp_.write_queue_size; }
+  std::size_t queued() const { return tcp_.write_queue_size + (tls_ ? tls_->held() : 0); }
   bool above_high() const { return queued() > high_; }
   void set_watermarks(std::size_t high, std::size_t low) {
     high_ = high;
@@ -88,6 +88,9 @@ class Stream {
   // engine sends its first flight now.
   void start_tls(std::unique_ptr<TlsEngine> tls);
   TlsEngine* tls() const { return tls_.get(); }
+  // Ciphertext that arrived before TLS started (behind a PROXY header), as
+  // if just read. For a handler already inside one of its callbacks.
+  void feed_tls(const char* p, std::size_t n) { tls_read(p, n); }
   // Closes once the peer has closed too (its close_notify and FIN read, so
   // closing leaves nothing unread to turn into a reset), or after a short
   // wait. Nothing more reaches the handler but on_closed.

@@ -422,7 +422,7 @@ void Session::start_tls(Side side) {
   if (side == Side::client) {
     if (client_) client_->start_tls(snap_->tls->client_control(id_));
   } else if (upstream_) {
-    upstream_->start_tls(snap_->tls->server_leg(nullptr));
+    upstream_->start_tls(snap_->tls->server_leg(nullptr, upstream_addr_));
   }
 }
 

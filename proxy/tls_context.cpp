@@ -5,6 +5,7 @@
 #include <openssl/x509v3.h>
 
 #include <fstream>
+#include <new>
 #include <sstream>
 
 namespace ftpw {
@@ -31,6 +32,27 @@ int password_cb(char* buf, int size, int, void* userdata) {
 int stamp_ticket(SSL* s, void*) {
   if (TlsEngine* e = TlsEngine::of(s)) e->stamp(SSL_get_session(s));
   return 1;
+}
+
+// A ticket a client presents. The usual answers (OpenSSL's own when no
+// callback is set), but a control connection resuming a session another FTP
+// session was given gets a renewed ticket: stamp_ticket marks it as this
+// session's, and that is the one its data connections must resume.
+SSL_TICKET_RETURN check_ticket(SSL* s, SSL_SESSION* ss, const unsigned char*, size_t, SSL_TICKET_STATUS status,
+                               void*) {
+  switch (status) {
+    case SSL_TICKET_EMPTY:
+    case SSL_TICKET_NO_DECRYPT:
+      return SSL_TICKET_RETURN_IGNORE_RENEW;
+    case SSL_TICKET_SUCCESS:
+    case SSL_TICKET_SUCCESS_RENEW: {
+      const TlsEngine* e = TlsEngine::of(s);
+      const bool foreign = e && !e->tag().empty() && !TlsEngine::stamped(ss, e->tag());
+      return status == SSL_TICKET_SUCCESS_RENEW || foreign ? SSL_TICKET_RETURN_USE_RENEW : SSL_TICKET_RETURN_USE;
+    }
+    default:
+      return SSL_TICKET_RETURN_ABORT;
+  }
 }
 
 // Toward the server: keep the newest session its control connection got.
@@ -134,7 +156,7 @@ std::shared_ptr<const TlsContexts> TlsContexts::load(const Config& cfg, std::vec
     SSL_CTX_set_session_id_context(ctx, kSidContext, sizeof kSidContext - 1);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_set_timeout(ctx, 24 * 3600);  // a session lasts as long as its control connection
-    SSL_CTX_set_session_ticket_cb(ctx, stamp_ticket, nullptr, nullptr);
+    SSL_CTX_set_session_ticket_cb(ctx, stamp_ticket, check_ticket, nullptr);
   }
   if (cfg.tls_upstream_value) {
     t->up_ = SSL_CTX_new(TLS_client_method());
@@ -157,23 +179,31 @@ std::shared_ptr<const TlsContexts> TlsContexts::load(const Config& cfg, std::vec
   return t;
 }
 
+namespace {
+SSL* new_ssl(SSL_CTX* ctx) {
+  SSL* ssl = SSL_new(ctx);
+  if (!ssl) throw std::bad_alloc();
+  return ssl;
+}
+}  // namespace
+
 std::unique_ptr<TlsEngine> TlsContexts::client_control(const std::string& tag) const {
-  auto e = std::make_unique<TlsEngine>(SSL_new(down_), TlsEngine::Role::server);
+  auto e = std::make_unique<TlsEngine>(new_ssl(down_), TlsEngine::Role::server);
   e->set_tag(tag);
   return e;
 }
 
 std::unique_ptr<TlsEngine> TlsContexts::client_data() const {
-  SSL* ssl = SSL_new(down_);
+  SSL* ssl = new_ssl(down_);
   // No tickets on data connections: a client that closes without reading
   // them makes its kernel answer with a reset, and the upload's tail is lost.
   SSL_set_num_tickets(ssl, 0);
   return std::make_unique<TlsEngine>(ssl, TlsEngine::Role::server);
 }
 
-std::unique_ptr<TlsEngine> TlsContexts::server_leg(SSL_SESSION* resume) const {
-  SSL* ssl = SSL_new(up_);
-  const std::string& name = verify_name_;
+std::unique_ptr<TlsEngine> TlsContexts::server_leg(SSL_SESSION* resume, const NetAddr& server) const {
+  SSL* ssl = new_ssl(up_);
+  const std::string name = verify_name_.empty() ? server.host_string() : verify_name_;
   const bool is_ip = NetAddr::parse_host(name).has_value();
   if (!sni_.empty() || (!is_ip && !name.empty())) SSL_set_tlsext_host_name(ssl, (sni_.empty() ? name : sni_).c_str());
   if (verify_ && !name.empty()) {

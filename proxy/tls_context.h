@@ -35,8 +35,10 @@ class TlsContexts {
   std::unique_ptr<TlsEngine> client_control(const std::string& tag) const;
   std::unique_ptr<TlsEngine> client_data() const;
   // A client-side engine toward the server; `resume`: the control
-  // connection's newest session, for its data connections.
-  std::unique_ptr<TlsEngine> server_leg(SSL_SESSION* resume) const;
+  // connection's newest session, for its data connections; `server`: its
+  // address, the name checked when neither upstream_sni nor upstream.address
+  // names one (transparent mode).
+  std::unique_ptr<TlsEngine> server_leg(SSL_SESSION* resume, const NetAddr& server) const;
 
  private:
   TlsContexts() = default;

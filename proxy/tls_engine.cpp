@@ -21,6 +21,7 @@ TlsEngine::TlsEngine(SSL* ssl, Role role) : ssl_(ssl) {
   in_ = BIO_new(BIO_s_mem());
   out_ = BIO_new(BIO_s_mem());
   BIO_set_mem_eof_return(in_, -1);  // empty: "retry", not EOF
+  BIO_set_flags(out_, BIO_FLAGS_NONCLEAR_RST);  // a reset after each drain need not zero the buffer
   SSL_set_bio(ssl_, in_, out_);
   SSL_set_app_data(ssl_, this);
   if (role == Role::server) SSL_set_accept_state(ssl_);
@@ -28,6 +29,10 @@ TlsEngine::TlsEngine(SSL* ssl, Role role) : ssl_(ssl) {
 }
 
 TlsEngine::~TlsEngine() {
+  // A connection that ended without failing keeps its session resumable (an
+  // SSL freed without a shutdown would take it out of every cache: the next
+  // data connection could then not resume it).
+  if (done_ && !failed_) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   SSL_set_app_data(ssl_, nullptr);
   SSL_free(ssl_);
   if (latest_) SSL_SESSION_free(latest_);
@@ -41,14 +46,14 @@ void TlsEngine::stamp(SSL_SESSION* s) const {
   if (s && !tag_.empty()) SSL_SESSION_set1_ticket_appdata(s, tag_.data(), tag_.size());
 }
 
-bool TlsEngine::resumed_tag(std::string_view tag) const {
-  if (!resumed()) return false;
+bool TlsEngine::stamped(SSL_SESSION* s, std::string_view tag) {
   void* data = nullptr;
   std::size_t len = 0;
-  SSL_SESSION* s = SSL_get_session(ssl_);
   if (!s || SSL_SESSION_get0_ticket_appdata(s, &data, &len) != 1 || !data) return false;
   return std::string_view(static_cast<const char*>(data), len) == tag;
 }
+
+bool TlsEngine::resumed_tag(std::string_view tag) const { return resumed() && stamped(SSL_get_session(ssl_), tag); }
 
 void TlsEngine::keep_session(SSL_SESSION* s) {
   if (latest_) SSL_SESSION_free(latest_);
@@ -56,7 +61,14 @@ void TlsEngine::keep_session(SSL_SESSION* s) {
 }
 
 void TlsEngine::offer_session(SSL_SESSION* s) {
-  if (s) SSL_set_session(ssl_, s);
+  if (!s) return;
+  // A copy of its own: what this connection's handshake does to its session
+  // (a renewed ticket, a failure) never touches the one the control
+  // connection and the other data connections resume.
+  if (SSL_SESSION* copy = SSL_SESSION_dup(s)) {
+    SSL_set_session(ssl_, copy);
+    SSL_SESSION_free(copy);
+  }
 }
 
 bool TlsEngine::fail(const char* what, int rc) {
@@ -92,6 +104,7 @@ void TlsEngine::begin(std::string& out) {
 
 bool TlsEngine::advance(std::string& plain, std::string& out) {
   if (failed_) return false;
+  ERR_clear_error();  // SSL_get_error reads the thread's queue: only this call's errors may be on it
   if (!done_) {
     const int rc = SSL_do_handshake(ssl_);
     drain_out(out);  // the alert too, when it failed
@@ -101,7 +114,10 @@ bool TlsEngine::advance(std::string& plain, std::string& out) {
       return fail("TLS handshake failed", rc);
     }
     done_ = just_done_ = true;
-    stamp(SSL_get_session(ssl_));  // (resumption by session ID finds this very object in the cache)
+    // A new session carries this FTP session's id (resumption by session ID
+    // finds this very object in the cache); a resumed one is left as it is:
+    // its renewed ticket is stamped (proxy/tls_context.cpp).
+    if (!resumed()) stamp(SSL_get_session(ssl_));
     if (!held_.empty()) {
       std::string h;
       h.swap(held_);
@@ -128,7 +144,7 @@ bool TlsEngine::advance(std::string& plain, std::string& out) {
 
 TlsEngine::Status TlsEngine::feed(const char* p, std::size_t n, std::string& plain, std::string& out) {
   if (failed_) return Status::error;
-  if (!done_ && BIO_ctrl_pending(in_) + n > kMaxHandshakeBytes) {
+  if (!done_ && (handshake_bytes_ += n) > kMaxHandshakeBytes) {
     failed_ = true;
     error_ = "TLS handshake failed: more than 256 KiB before it completed";
     return Status::error;
@@ -144,6 +160,7 @@ bool TlsEngine::send(std::string_view plain, std::string& out) {
     held_.append(plain);
     return true;
   }
+  ERR_clear_error();
   while (!plain.empty()) {
     const int chunk = static_cast<int>(std::min<std::size_t>(plain.size(), 1 << 20));
     const int n = SSL_write(ssl_, plain.data(), chunk);
@@ -160,6 +177,7 @@ bool TlsEngine::send(std::string_view plain, std::string& out) {
 void TlsEngine::close_notify(std::string& out) {
   if (notified_ || failed_ || !done_) return;
   notified_ = true;
+  ERR_clear_error();
   (void)SSL_shutdown(ssl_);
   ERR_clear_error();
   drain_out(out);

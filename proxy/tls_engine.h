@@ -41,6 +41,8 @@ class TlsEngine {
     return j;
   }
   const std::string& error() const { return error_; }
+  // Plaintext waiting for the handshake (counts as queued for backpressure).
+  std::size_t held() const { return held_.size(); }
   // Plaintext held until the handshake that went out since the last call.
   std::size_t take_flushed() {
     const std::size_t n = flushed_;
@@ -59,6 +61,7 @@ class TlsEngine {
   void set_tag(std::string tag);
   const std::string& tag() const { return tag_; }
   bool resumed_tag(std::string_view tag) const;
+  static bool stamped(SSL_SESSION* s, std::string_view tag);  // `s` carries `tag`
   // Client side: the newest session the server gave (for the data
   // connections to resume), or nullptr; the engine keeps owning it.
   SSL_SESSION* latest_session() const { return latest_; }
@@ -81,6 +84,7 @@ class TlsEngine {
   std::string tag_;
   SSL_SESSION* latest_ = nullptr;
   std::size_t flushed_ = 0;
+  std::size_t handshake_bytes_ = 0;  // ciphertext fed before the handshake completed
   std::string error_;
 };
 

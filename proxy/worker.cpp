@@ -194,7 +194,8 @@ void Worker::admit(Stream* st, std::optional<NetAddr> peer, std::optional<NetAdd
     const std::string_view refuse = reply_of(*refusal);
     refused(*refusal, peer ? &*peer : nullptr, refuse.substr(4, refuse.size() - 6));
     st->set_handler(new Refuse);
-    st->write(refuse);
+    // Implicit FTPS: a client waiting for a handshake cannot read a clear 421.
+    if (!snap_->cfg.implicit_tls) st->write(refuse);
     st->shutdown();
     return;
   }

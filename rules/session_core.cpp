@@ -271,6 +271,12 @@ void SessionCore::on_server_gone(EndReason why, std::uint64_t now_us, CoreSink& 
   // Its 221 is in: the completion before it still goes out once its data
   // has drained, then the session ends.
   if (quit_after_completion_) return;
+  if (upstream_tls_pending()) {
+    // Gone during the proxy's own AUTH TLS: the client, still without a
+    // greeting, hears why.
+    end(EndReason::upstream_tls_refused, sink);
+    return;
+  }
   if (why == EndReason::upstream_closed && !held_quit_.empty() && transfer_.active() && !pending_.empty() &&
       pending_.front().preliminary) {
     // It said goodbye (221, held) during a transfer and hung up without the

@@ -250,6 +250,7 @@ class SessionCore {
   bool terminates_tls() const { return settings_.tls.terminate || settings_.tls.implicit; }
   bool handle_tls_command(const Command& cmd, std::uint64_t offset, CoreSink& sink);
   bool upstream_tls_reply(const Reply& r, std::uint64_t now_us, CoreSink& sink);
+  bool upstream_tls_pending() const;  // the proxy's own AUTH TLS, handshake, PBSZ, PROT under way
   void hand_off_tls(CoreSink& sink);
   // data_setup.cpp
   void setup_active(const Command& cmd, const NetAddr& target, bool epsv_all, std::uint64_t offset,

@@ -23,6 +23,7 @@ constexpr std::string_view kProtUnsupported = "536 Only PROT C and PROT P are su
 constexpr std::string_view kCccRefused = "533 CCC refused: the control connection stays protected.\r\n";
 constexpr std::string_view kReinRefused = "502 REIN is not available on a protected session.\r\n";
 constexpr std::string_view kMechanism = "504 AUTH TLS or AUTH SSL only.\r\n";
+constexpr std::string_view kAuthBusy = "503 AUTH only when no reply is owed: not during a transfer.\r\n";
 constexpr std::string_view kProtRequired = "521 Data connections must be protected: send PROT P.\r\n";
 
 // What a client may send before its handshake when TLS is required.
@@ -42,6 +43,17 @@ bool SessionCore::handle_tls_command(const Command& cmd, std::uint64_t offset, C
   if (!terminates_tls()) {
     // The control channel must never turn into bytes the proxy cannot read.
     if (cmd.verb == Verb::AUTH && settings_.refuse_tls) return answer(kRefused, 534);
+    if (settings_.tls.upstream) {
+      // The proxy's own TLS toward the server is not the client's to change:
+      // a PROT C or CCC reaching the server would leave the two out of step.
+      switch (cmd.verb) {
+        case Verb::PBSZ: return answer(kPbszFirst, 503);
+        case Verb::PROT: return answer(kProtFirst, 503);
+        case Verb::CCC: return answer(kCccRefused, 533);
+        case Verb::REIN: return answer(kReinRefused, 502);
+        default: break;
+      }
+    }
     return false;
   }
   if (settings_.tls.required && !client_protected_ && !allowed_before_tls(cmd.verb)) {
@@ -52,8 +64,14 @@ bool SessionCore::handle_tls_command(const Command& cmd, std::uint64_t offset, C
   switch (cmd.verb) {
     case Verb::AUTH: {
       if (client_protected_) return answer(kAlreadyProtected, 503);
-      if (!parse_auth_arg(cmd.arg).ok()) return answer(kMechanism, 504);
+      const auto mech = parse_auth_arg(cmd.arg);
+      if (!mech.ok()) return answer(kMechanism, 504);
+      // Not while a reply is owed (a transfer's completion would come inside
+      // the TLS the client is still negotiating).
+      if (!pending_.empty() || has_completion_ || transfer_.active()) return answer(kAuthBusy, 503);
       answer("234 Proceed with negotiation.\r\n", 234);
+      // AUTH SSL and TLS-P (draft-murray-auth-ftp-ssl) protect data connections too.
+      if (mech.value == AuthMech::ssl || mech.value == AuthMech::tls_p) prot_p_ = true;
       // Nothing the client sent behind AUTH is read as a command: it is the
       // start of its handshake, or an injection the handshake refuses.
       tls_wait_client_ = tls_handoff_ = true;
@@ -68,6 +86,12 @@ bool SessionCore::handle_tls_command(const Command& cmd, std::uint64_t offset, C
       const auto level = parse_prot_arg(cmd.arg);
       if (!level.ok() || (level.value != 'P' && level.value != 'C')) return answer(kProtUnsupported, 536);
       if (level.value == 'P' && settings_.tls.data == DataProtection::clear) return answer(kProtRefusedP, 536);
+      if (prot_p_ != (level.value == 'P') && data_live_) {
+        // A data connection set up under the old level is not used under
+        // the new one: the next transfer needs a new PASV/PORT.
+        sink.abort_data("protection-changed");
+        state_ &= ~pbit(Predicate::data_ready);
+      }
       prot_p_ = level.value == 'P';
       return answer(prot_p_ ? kProtPrivate : kProtClear, 200);
     }
@@ -119,6 +143,10 @@ void SessionCore::on_tls_ready(Side side, std::uint64_t now_us, CoreSink& sink) 
   after_input(now_us, sink);
 }
 
+bool SessionCore::upstream_tls_pending() const {
+  return upstream_tls_ != UpstreamTls::off && upstream_tls_ != UpstreamTls::done;
+}
+
 bool SessionCore::upstream_tls_reply(const Reply& r, std::uint64_t now_us, CoreSink& sink) {
   if (upstream_tls_ == UpstreamTls::done) return false;
   if (upstream_tls_ == UpstreamTls::off) {
@@ -145,6 +173,14 @@ bool SessionCore::upstream_tls_reply(const Reply& r, std::uint64_t now_us, CoreS
   }
   switch (upstream_tls_) {
     case UpstreamTls::auth_sent:
+      if (server_framer_.mid_line() || !server_backlog_.empty()) {
+        // Bytes behind the 234 before the proxy's ClientHello: no server does that.
+        const Command cmd = command_of(Verb::AUTH);
+        finding(sink, "upstream-tls-refused", "bytes behind the server's 234, before the handshake", Severity::error,
+                Side::server, &cmd, FindingAction::logged, 0, reply_offset_);
+        end(EndReason::upstream_tls_refused, sink);
+        return true;
+      }
       upstream_tls_ = UpstreamTls::handshaking;
       sink.start_tls(Side::server);
       break;

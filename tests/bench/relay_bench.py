@@ -68,6 +68,7 @@ class Target:
     def __init__(self, name, host, port, user, password, pid=None):
         self.name, self.host, self.port = name, host, int(port)
         self.user, self.password, self.pid = user, password, pid
+        self.curl_args: list[str] = []  # put before t_retr's / t_stor's own curl options (ftps_bench.py: TLS)
 
     def url(self, path: str) -> str:
         from urllib.parse import quote
@@ -168,7 +169,8 @@ def curl(args: list[str]) -> list[str]:
 
 def t_retr(t: Target, ctx) -> dict:
     cpu0 = cpu_seconds(t.pid)
-    size, secs = curl(["-o", "/dev/null", "-w", "%{size_download} %{time_total}", t.url(ctx.big)])
+    size, secs = curl([*t.curl_args, "-o", "/dev/null", "-w", "%{size_download} %{time_total}",
+                       t.url(ctx.big)])
     cpu = cpu_seconds(t.pid) - cpu0
     if int(size) != ctx.big_size:
         raise Failure(f"{t.name}: RETR moved {size} bytes, want {ctx.big_size}")
@@ -177,7 +179,7 @@ def t_retr(t: Target, ctx) -> dict:
 
 def t_stor(t: Target, ctx) -> dict:
     cpu0 = cpu_seconds(t.pid)
-    size, secs = curl(["-T", str(ctx.stor_src), "-w", "%{size_upload} %{time_total}",
+    size, secs = curl([*t.curl_args, "-T", str(ctx.stor_src), "-w", "%{size_upload} %{time_total}",
                        t.url(f"{ctx.up}/bench-{t.name}.bin")])
     if int(size) != ctx.stor_size:
         raise Failure(f"{t.name}: STOR moved {size} bytes, want {ctx.stor_size}")

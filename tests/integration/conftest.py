@@ -243,7 +243,9 @@ def vsftpd_tls(ftp_password, tls_certs):
     and force_local_data_ssl, require_ssl_reuse=YES), with its own tree."""
     from server_vsftpd import vsftpd_tls_options
 
-    yield from _vsftpd(ftp_password, tls=vsftpd_tls_options(tls_certs.cert, tls_certs.key))
+    # (a small passive range: the plain vsftpd's 4000, for the load tests, and
+    # this one share a shard's slice of 10000-19999)
+    yield from _vsftpd(ftp_password, tls=vsftpd_tls_options(tls_certs.cert, tls_certs.key), pasv_ports=400)
 
 
 @pytest.fixture(scope="session")

@@ -229,3 +229,77 @@ TEST(Tls, AServerThatRefusesTlsEndsTheSessionWith421) {
   EXPECT_EQ(r.rec.last_close, EndReason::upstream_tls_refused);
   EXPECT_EQ(r.take_client(), reply_of(EndReason::upstream_tls_refused));
 }
+
+TEST(Tls, AuthWhileATransferRunsIsRefused) {
+  CoreRig r(tls_settings(Mode::enforce));
+  r.login();
+  r.client("PASV");
+  r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
+  r.data(DataEvent::server_leg);
+  r.data(DataEvent::opened);
+  r.client("RETR f");
+  r.server("150 Here it comes.");
+  r.take_client();
+  r.client("AUTH TLS");
+  EXPECT_EQ(r.take_client(), "503 AUTH only when no reply is owed: not during a transfer.\r\n");
+  EXPECT_TRUE(r.rec.tls_starts.empty());
+}
+
+TEST(Tls, AuthSslProtectsDataConnectionsToo) {
+  CoreRig r(tls_settings(Mode::enforce));
+  r.client("AUTH SSL");
+  r.core->on_tls_ready(Side::client, 0, r.rec);
+  r.login();
+  r.client("PASV");
+  r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
+  EXPECT_EQ(r.rec.data_protect, std::vector<bool>{true});
+}
+
+TEST(Tls, AProtChangeDropsTheDataSetupMadeUnderTheOldLevel) {
+  CoreRig r(tls_settings(Mode::enforce, DataProtection::required));
+  protect(r);
+  r.client("PBSZ 0");
+  r.login();
+  r.client("PASV");  // set up in the clear
+  r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
+  ASSERT_EQ(r.rec.data_protect, std::vector<bool>{false});
+  r.take_client();
+  r.take_server();
+  r.client("PROT P");
+  EXPECT_EQ(r.rec.aborts, std::vector<std::string>{"protection-changed"});
+  r.take_client();
+  r.client("RETR secret");  // never over the clear setup
+  EXPECT_EQ(r.take_client().substr(0, 4), "503 ");
+  EXPECT_EQ(r.take_server(), "");
+}
+
+TEST(Tls, WithTlsOnlyTowardTheServerTheClientCannotChangeIt) {
+  CoreSettings s = CoreRig::settings(Mode::audit);
+  s.tls.upstream = true;
+  CoreRig r(s, "rules/default.toml", false);
+  r.server("220 legacy server");
+  r.server("234 go");
+  r.core->on_tls_ready(Side::server, 0, r.rec);
+  r.server("200 PBSZ=0");
+  r.server("200 PROT now Private.");
+  r.take_server();
+  r.take_client();
+  r.client("PROT C");
+  EXPECT_EQ(r.take_client().substr(0, 4), "503 ");
+  r.client("CCC");
+  EXPECT_EQ(r.take_client().substr(0, 4), "533 ");
+  r.client("AUTH TLS");
+  EXPECT_EQ(r.take_client().substr(0, 4), "534 ");
+  EXPECT_EQ(r.take_server(), "");
+}
+
+TEST(Tls, AServerThatHangsUpDuringTheProxysHandshakeGets421ToTheClient) {
+  CoreSettings s = CoreRig::settings(Mode::enforce);
+  s.tls.upstream = true;
+  CoreRig r(s, "rules/default.toml", false);
+  r.server("220 legacy server");
+  r.server("234 go");
+  r.core->on_server_gone(EndReason::upstream_closed, 0, r.rec);
+  EXPECT_EQ(r.rec.last_close, EndReason::upstream_tls_refused);
+  EXPECT_EQ(r.take_client(), reply_of(EndReason::upstream_tls_refused));
+}
