@@ -21,7 +21,6 @@ TlsEngine::TlsEngine(SSL* ssl, Role role) : ssl_(ssl) {
   in_ = BIO_new(BIO_s_mem());
   out_ = BIO_new(BIO_s_mem());
   BIO_set_mem_eof_return(in_, -1);  // empty: "retry", not EOF
-  BIO_set_flags(out_, BIO_FLAGS_NONCLEAR_RST);  // a reset after each drain need not zero the buffer
   SSL_set_bio(ssl_, in_, out_);
   SSL_set_app_data(ssl_, this);
   if (role == Role::server) SSL_set_accept_state(ssl_);
@@ -89,12 +88,13 @@ bool TlsEngine::fail(const char* what, int rc) {
 }
 
 void TlsEngine::drain_out(std::string& out) {
-  char* p = nullptr;
-  const long n = BIO_get_mem_data(out_, &p);
-  if (n > 0) {
-    out.append(p, static_cast<std::size_t>(n));
-    (void)BIO_reset(out_);
-  }
+  // Read out (not reset: a reset zeroes the whole buffer each time).
+  const std::size_t n = BIO_ctrl_pending(out_);
+  if (n == 0) return;
+  const std::size_t at = out.size();
+  out.resize(at + n);
+  const int got = BIO_read(out_, out.data() + at, static_cast<int>(n));
+  out.resize(at + static_cast<std::size_t>(got > 0 ? got : 0));
 }
 
 void TlsEngine::begin(std::string& out) {

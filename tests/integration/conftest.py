@@ -261,3 +261,28 @@ def pyftpdlib_tls(ftp_password, tls_certs):
         yield srv
     finally:
         srv.cleanup()
+
+
+@pytest.fixture(scope="session")
+def vsftpd_tls12(ftp_password, tls_certs, tmp_path_factory):
+    """vsftpd with FTPS and require_ssl_reuse held to TLS 1.2 (OpenSSL's
+    system_default through OPENSSL_CONF: vsftpd 3.0.3 has no option for it),
+    where resuming is by ticket or session id and a session freed without a
+    shutdown stops being resumable."""
+    from server_vsftpd import vsftpd_tls_options
+
+    conf = tmp_path_factory.mktemp("tls12") / "openssl.cnf"
+    conf.write_text("openssl_conf = default_conf\n[default_conf]\nssl_conf = ssl_sect\n[ssl_sect]\n"
+                    "system_default = sys\n[sys]\nMinProtocol = TLSv1.2\nMaxProtocol = TLSv1.2\n")
+    saved = os.environ.get("OPENSSL_CONF")
+    os.environ["OPENSSL_CONF"] = str(conf)  # read by the vsftpd started now
+    gen = _vsftpd(ftp_password, tls=vsftpd_tls_options(tls_certs.cert, tls_certs.key), pasv_ports=200)
+    try:
+        srv = next(gen)
+    finally:
+        if saved is None:
+            del os.environ["OPENSSL_CONF"]
+        else:
+            os.environ["OPENSSL_CONF"] = saved
+    yield srv
+    next(gen, None)

@@ -1090,3 +1090,39 @@ def test_sighup_reloads_the_certificate_and_refuses_a_broken_one(vsftpd_server, 
     reload("reload refused")
     assert "tls.cert" in proxy.stderr().split("reload refused")[-1].splitlines()[0]
     assert served_cert() == second
+
+
+# ---------------------------------------------------------------------------
+# many transfers on one session: every data connection resumes
+
+
+def test_every_data_connection_of_a_session_resumes_tls12(vsftpd_tls12, make_proxy, tls_certs, tmp_path, unique_name):
+    """TLS 1.2 on both sides, one session, five transfers (LIST, RETR, STOR,
+    RETR, NLST): toward vsftpd (require_ssl_reuse) each data connection
+    resumes the proxy's control session, and from the client (ftplib held to
+    TLS 1.2, resuming) each one resumes the session the proxy gave it:
+    nothing fails 522 or 425 after the first transfer."""
+    server = vsftpd_tls12
+    proxy = ftps_proxy(make_proxy, server, tls_certs, tmp_path, mode="enforce",
+                       tls={"upstream": "on", "upstream_ca": tls_certs.ca})
+    mark = server.log_mark()
+    ctx = tls_context(tls_certs, maximum=ssl.TLSVersion.TLSv1_2)
+    name = unique_name("tls12", ".bin")
+    data = os.urandom(200_000)
+    with ftps_connect(Target.via(proxy, server), ctx) as ftp:
+        ftp.retrlines("LIST", lambda _l: None)
+        got = io.BytesIO()
+        ftp.retrbinary("RETR blob.bin", got.write)
+        assert sha256_bytes(got.getvalue()) == server.files["blob.bin"]
+        assert ftp.storbinary(f"STOR upload/{name}", io.BytesIO(data)).startswith("226")
+        again = io.BytesIO()
+        ftp.retrbinary(f"RETR upload/{name}", again.write)
+        assert again.getvalue() == data
+        assert "small.txt" in ftp.nlst()
+        ftp.quit()
+    events = assert_no_violations(proxy)
+    assert [e["version"] for e in events_of(events, "tls")] == ["TLSv1.2", "TLSv1.2"]
+    assert_protected_data(events, resumed=True)
+    assert len(events_of(events, "transfer")) == 5
+    handshakes = server.ssl_debug(since=mark)
+    assert len([h for h in handshakes if ", reused," in h]) >= 5, handshakes
