@@ -1,6 +1,7 @@
 // The session core with the default rules: the input is a sequence of records
-// <flags byte><length byte><bytes>; flags pick the side and data events, the
-// very first byte the mode. The core must never crash, hang or leak.
+// <flags byte><length byte><bytes>; flags pick the side and data events (TLS
+// handshakes done included), the very first byte the mode and the FTPS
+// settings. The core must never crash, hang or leak.
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -67,6 +68,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   s.mode = (data[0] & 1) ? ftpw::Mode::enforce : ftpw::Mode::audit;
   s.observe = data[0] & 2;
   s.client_framer.max_line = 64;
+  s.tls.terminate = data[0] & 16;
+  s.tls.upstream = data[0] & 32;
+  s.tls.implicit = data[0] & 64;
+  s.tls.required = s.tls.terminate && (data[0] & 128);
+  s.tls.data = (data[0] & 128) ? ftpw::DataProtection::required : ftpw::DataProtection::client;
   s.reply_limits.max_lines = 32;
   ftpw::SessionCore core(s, rules,
                          {*ftpw::NetAddr::parse_host_port("127.0.0.1:4000"), *ftpw::NetAddr::parse_host_port("127.0.0.2:21")});
@@ -87,15 +93,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 0: core.on_client_bytes(bytes, now, sink); break;
       case 1: core.on_server_bytes(bytes, now, sink); break;
       case 2:
-        switch ((flags >> 2) % 8) {
+        switch ((flags >> 2) % 10) {
           case 0: core.on_data({ftpw::DataEvent::server_leg}, now, sink); break;
           case 1: core.on_data({ftpw::DataEvent::opened}, now, sink); break;
-          case 2: core.on_data({ftpw::DataEvent::closed, n, len, (flags & 0x80) != 0}, now, sink); break;
+          case 2:
+            core.on_data({ftpw::DataEvent::closed, n, len, (flags & 0x80) != 0,
+                          (flags & 0x40) ? ftpw::DataEnd::tls_not_resumed : ftpw::DataEnd::complete},
+                         now, sink);
+            break;
           case 3: if (sink.asked) sink.answer(now); break;
           case 4: core.on_tick(now * 1000000, sink); break;
           case 5: core.on_client_eof(now, sink); break;
           case 6: core.on_server_gone(ftpw::EndReason::upstream_closed, now, sink); break;
           case 7: core.on_data_moved(now); break;
+          case 8: core.on_tls_ready(ftpw::Side::client, now, sink); break;
+          case 9: core.on_tls_ready(ftpw::Side::server, now, sink); break;
         }
         break;
       case 3: core.finish(now, sink); break;
