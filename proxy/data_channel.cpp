@@ -239,8 +239,8 @@ void DataChannel::both_up() {
     down_ += early_down_.size();
     early_down_.clear();
   }
-  if (early_eof_client_) server_->shutdown();
-  if (early_eof_server_) client_->shutdown();
+  if (early_eof_client_) server_->shutdown(!client_->tls() || client_->tls()->peer_closed());
+  if (early_eof_server_) client_->shutdown(!server_->tls() || server_->tls()->peer_closed());
   uv_os_fd_t cfd, sfd;
   const Config& cfg = s_.cfg();
   if (cfg.relay_kind != RelayKind::stream && !stream_only_ && SocketRelay::supported() &&
@@ -331,8 +331,11 @@ void DataChannel::on_eof(Stream& s) {
     (&s == client_ ? early_eof_client_ : early_eof_server_) = true;
     return;
   }
-  // Half-close: pass the FIN on once what was read before it is written.
-  if (Stream* o = other(s)) o->shutdown();
+  // Half-close: pass the FIN on once what was read before it is written. A
+  // TLS leg that ended without its close_notify (possibly cut short) is
+  // passed on as such: the far side's TLS, if any, gets no close_notify
+  // either, and judges for itself.
+  if (Stream* o = other(s)) o->shutdown(!s.tls() || s.tls()->peer_closed());
 }
 
 void DataChannel::on_shutdown(Stream&) {

@@ -198,9 +198,9 @@ void Stream::on_write(uv_write_t* r, int status) {
   }
 }
 
-void Stream::shutdown() {
+void Stream::shutdown(bool notify) {
   if (closing_ || shut_ || shutdown_pending_) return;
-  if (tls_) {
+  if (tls_ && notify) {
     t_tls_out.clear();
     tls_->close_notify(t_tls_out);
     write_raw(t_tls_out);

@@ -81,7 +81,9 @@ class Stream {
     high_ = high;
     low_ = low;
   }
-  void shutdown();  // FIN after the queued writes (a TLS stream's close_notify first)
+  // FIN after the queued writes; a TLS stream's close_notify first, unless
+  // `notify` is false (the end being passed on was not a clean one).
+  void shutdown(bool notify = true);
   void close();     // idempotent
   // From now on the bytes on this socket are TLS: reads deliver plaintext,
   // write() takes plaintext (held until the handshake is done). A client-role

@@ -34,6 +34,7 @@ class TlsEngine {
   void close_notify(std::string& out);
 
   bool handshake_done() const { return done_; }
+  bool peer_closed() const { return peer_closed_; }  // its close_notify came
   // True once, right after the handshake completed (the caller reports it).
   bool take_just_done() {
     const bool j = just_done_;

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ports import free_port, free_port_range, in_netns, wait_for_greeting
+from ports import free_port, in_netns, release_range, reserve_range, wait_for_greeting
 from processes import kill_tree
 
 
@@ -118,6 +118,7 @@ class FtpServer:
 
     def cleanup(self) -> None:
         self.stop()
+        release_range(self.pasv_range)
         shutil.rmtree(self.base, ignore_errors=True)
 
     def own_tree(self, uid: int) -> None:
@@ -145,7 +146,8 @@ class FtpServer:
         last = ""
         for _ in range(tries):
             self.port = free_port()
-            self.pasv_range = free_port_range(10000, 19999, count=self.pasv_ports)
+            release_range(self.pasv_range)
+            self.pasv_range = reserve_range(10000, 19999, count=self.pasv_ports)
             launch()
             try:
                 greeting = in_netns(self.netns, lambda: wait_for_greeting(

@@ -61,6 +61,38 @@ def free_port_range(lo: int, hi: int, count: int = 50, tries: int = 50) -> tuple
     raise RuntimeError(f"no free block of {count} ports in {lo}-{hi}")
 
 
+# Server passive ranges handed out by this process and not released: a range
+# is only bound port by port as PASVs come, so "free now" alone would let two
+# servers be given the same ports.
+_reserved: list[tuple[int, int]] = []
+
+
+def reserve_range(lo: int, hi: int, count: int) -> tuple[int, int]:
+    """The lowest block of `count` consecutive ports in [lo, hi] (this shard's
+    slice) that no live server of this process holds and whose ports are
+    free now; release_range() gives it back. First fit keeps the slice
+    unfragmented, so a large range still fits after small ones came and went."""
+    lo, hi = shard_slice(lo, hi)
+    base = lo
+    while base + count - 1 <= hi:
+        top = base + count - 1
+        clash = next((b for a, b in _reserved if a <= top and base <= b), None)
+        if clash is not None:
+            base = clash + 1
+            continue
+        busy = next((p for p in range(base, top + 1) if not port_is_free(p)), None)
+        if busy is None:
+            _reserved.append((base, top))
+            return base, top
+        base = busy + 1
+    raise RuntimeError(f"no free block of {count} ports in {lo}-{hi} (held: {sorted(_reserved)})")
+
+
+def release_range(r: tuple[int, int]) -> None:
+    if r in _reserved:
+        _reserved.remove(r)
+
+
 def wait_for_greeting(port: int, timeout: float = 10.0, host: str = "127.0.0.1",
                       proc: subprocess.Popen | None = None) -> str:
     """Connects until the server sends its 220 greeting; returns the greeting line.

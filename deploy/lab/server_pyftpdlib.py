@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from ftp_server import HERE, SYSTEM_PYTHON, FtpServer, LogEntry
-from ports import free_port_range, wait_for_greeting
+from ports import release_range, reserve_range, wait_for_greeting
 
 
 class PyftpdServer(FtpServer):
@@ -34,7 +34,8 @@ class PyftpdServer(FtpServer):
     def start(self, tries: int = 5) -> "PyftpdServer":
         last = ""
         for _ in range(tries):
-            self.pasv_range = free_port_range(10000, 19999)
+            release_range(self.pasv_range)
+            self.pasv_range = reserve_range(10000, 19999, count=self.pasv_ports)
             out = open(self.stdout_path, "wb")
             self.proc = subprocess.Popen(
                 [SYSTEM_PYTHON, str(HERE / "pyftpd_server.py"), "--root", str(self.root),

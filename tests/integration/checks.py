@@ -7,6 +7,8 @@ import io
 import os
 import re
 import socket
+import subprocess
+import time
 
 from clients import RawClient, ftplib_connect, lftp, recv_all
 from servers import sha256_bytes, sha256_file
@@ -156,3 +158,28 @@ def file_on(server, name: str, size: int, sparse: bool = False) -> str:
 
 def server_uid(server) -> int:
     return server.uid
+
+
+# The proxy's descriptors and connections: nothing left behind.
+
+
+def proxy_fds(proxy) -> int:
+    return len(os.listdir(f"/proc/{proxy.proc.pid}/fd"))
+
+
+def proxy_established(proxy) -> list[str]:
+    out = subprocess.run(["ss", "-H", "-tanp", "state", "established"], capture_output=True, text=True,
+                         check=True).stdout
+    return [l for l in out.splitlines() if f"pid={proxy.proc.pid},"in l]
+
+
+def wait_released(proxy, baseline: int, timeout: float = 5.0) -> None:
+    """Waits until the proxy holds no connection and no more fds than at `baseline`."""
+    end = time.monotonic() + timeout
+    while True:
+        fds, est = proxy_fds(proxy), proxy_established(proxy)
+        if fds <= baseline and not est:
+            return
+        if time.monotonic() > end:
+            raise AssertionError(f"proxy holds {fds} fds (idle baseline {baseline}) and connections {est}")
+        time.sleep(0.05)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from checks import healthy_get, open_retr, raw_retr
+from checks import healthy_get, open_retr, proxy_established, proxy_fds, raw_retr, wait_released
 from clients import RawClient, Target
 from servers import (FTP_PASSWORD, FTP_USER, HERE, SYSTEM_PYTHON, PyftpdServer, VsftpdServer, find_vsftpd,
                      free_port, kill_tree, populate_tree, sha256_bytes, sha256_file, wait_for_greeting)
@@ -78,28 +78,6 @@ def start_retr(c: RawClient, name: str, rcvbuf: int = 32768) -> socket.socket:
     return d
 
 
-def proxy_fds(proxy) -> int:
-    return len(os.listdir(f"/proc/{proxy.proc.pid}/fd"))
-
-
-def proxy_established(proxy) -> list[str]:
-    out = subprocess.run(["ss", "-H", "-tanp", "state", "established"], capture_output=True, text=True,
-                         check=True).stdout
-    return [l for l in out.splitlines() if f"pid={proxy.proc.pid},"in l]
-
-
-def wait_released(proxy, baseline: int, timeout: float = 5.0) -> None:
-    """Waits until the proxy holds no connection and no more fds than at `baseline`."""
-    end = time.monotonic() + timeout
-    while True:
-        fds, est = proxy_fds(proxy), proxy_established(proxy)
-        if fds <= baseline and not est:
-            return
-        if time.monotonic() > end:
-            raise AssertionError(f"proxy holds {fds} fds (idle baseline {baseline}) and connections {est}")
-        time.sleep(0.05)
-
-
 def linger_rst(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
@@ -135,7 +113,7 @@ def own_server(request):
         binary = find_vsftpd()
         if binary is None or os.geteuid() != 0:
             pytest.skip("vsftpd not available")
-        srv = VsftpdServer(FTP_USER, FTP_PASSWORD, binary)
+        srv = VsftpdServer(FTP_USER, FTP_PASSWORD, binary, pasv_ports=200)
     else:
         srv = PyftpdServer(FTP_USER, FTP_PASSWORD)
     try:

@@ -1126,3 +1126,45 @@ def test_every_data_connection_of_a_session_resumes_tls12(vsftpd_tls12, make_pro
     assert len(events_of(events, "transfer")) == 5
     handshakes = server.ssl_debug(since=mark)
     assert len([h for h in handshakes if ", reused," in h]) >= 5, handshakes
+
+
+def test_bad_tls_input_leaves_no_descriptor_or_connection_behind(vsftpd_server, make_proxy, tls_certs, tmp_path):
+    """Broken handshakes (garbage, plaintext, half a ClientHello then a
+    close), an injection behind AUTH, a foreign client certificate, a client
+    that drops a protected transfer midway, each a few times: once they are
+    gone the proxy holds the descriptors and connections it held idle."""
+    from checks import proxy_fds, wait_released
+
+    server = vsftpd_server
+    proxy = ftps_proxy(make_proxy, server, tls_certs, tmp_path, tls={"ca": tls_certs.ca})
+    fresh_session_works(proxy, server, tls_certs)
+    wait_released(proxy, 10**6)  # the first session's connections are gone
+    baseline = proxy_fds(proxy)
+    for _ in range(3):
+        for payload in (bytes(range(256)) * 4, b"USER x\r\nPASS y\r\n", client_hello()[:100]):
+            c = RawClient.to(Target.via(proxy, server))
+            assert c.cmd("AUTH TLS").code == 234
+            c.sock.sendall(payload)
+            if payload.startswith(b"USER"):
+                read_until_closed(c.sock)
+            c.close()
+        c = RawClient.to(Target.via(proxy, server))
+        c.send(b"AUTH TLS\r\nNOOP\r\n")
+        read_until_closed(c.sock)
+        c.close()
+        c = TlsRawClient.to(Target.via(proxy, server))
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            c.auth_tls(tls_context(tls_certs, tls_certs.other_client_cert, tls_certs.other_client_key))
+            c.cmd("NOOP")
+        c.close()
+        with TlsRawClient.to(Target.via(proxy, server)) as c:  # a protected download dropped midway
+            c.auth_tls(tls_context(tls_certs))
+            c.protect()
+            c.login()
+            assert c.cmd("TYPE I").code == 200
+            d = c.wrap_data(socket.create_connection(("127.0.0.1", c.epsv()), timeout=10))
+            assert c.cmd("RETR blob.bin").code in (125, 150)
+            assert d.recv(65536)
+            d.close()
+    wait_released(proxy, baseline, timeout=10)
+    fresh_session_works(proxy, server, tls_certs)

@@ -77,10 +77,6 @@ def sparse_file(server, name: str, size: int) -> None:
         f.truncate(size)
 
 
-def proxy_fds(proxy) -> int:
-    return len(os.listdir(f"/proc/{proxy.proc.pid}/fd"))
-
-
 def proxy_sockets(proxy) -> list[dict]:
     """The proxy's TCP sockets as `ss -tanpo` shows them."""
     out = subprocess.run(["ss", "-H", "-tanpo"], capture_output=True, text=True, check=True).stdout

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from checks import file_on
+from checks import file_on, proxy_fds
 from clients import RawClient, Target, ftplib_connect, recv_all
 from servers import free_port_range
 
@@ -26,10 +26,6 @@ def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def proxy_fds(proxy) -> int:
-    return len(os.listdir(f"/proc/{proxy.proc.pid}/fd"))
 
 
 def proxy_rss_kib(proxy) -> int:

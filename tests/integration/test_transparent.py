@@ -72,7 +72,7 @@ def test_redirected_sessions_reach_the_servers_own_address(lab, proxy_bin, ftp_p
     binary = find_vsftpd()
     if binary is None:
         pytest.skip("vsftpd not found")
-    srv = VsftpdServer(FTP_USER, ftp_password, binary)
+    srv = VsftpdServer(FTP_USER, ftp_password, binary, pasv_ports=200)
     srv.host, srv.netns = f"{NET_S}.2", lab["s"]
     try:
         srv.files = populate_tree(srv.root)
