@@ -1,12 +1,15 @@
 #!/usr/bin/python3
 """Sample sessions through ftpwarden in front of two real servers (see demo.sh):
 vsftpd, which always opens a new data connection (150), and pyftpdlib, which
-answers 125 when the data connection is already open. Ends with a summary of
-both audit logs, each line pointing into the log it counts."""
+answers 125 when the data connection is already open. The proxy in front of
+vsftpd also terminates FTPS (a throwaway certificate): one download goes over
+TLS to the proxy and plain FTP to vsftpd. Ends with a summary of both audit
+logs, each line pointing into the log it counts."""
 import collections
 import ftplib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -30,8 +33,18 @@ def shown(url: str) -> str:
     return url.replace(password, "****")
 
 
-def vsftpd_session(proxy, vs) -> None:
-    """curl: a listing, a download, an upload; ftplib: two out-of-sequence commands."""
+def throwaway_certificate(d: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl CLI), valid a day."""
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def vsftpd_session(proxy, vs, cert: Path) -> None:
+    """curl: a listing, a download, an upload, an FTPS download; ftplib: two
+    out-of-sequence commands."""
     url = f"ftp://{FTP_USER}:{password}@127.0.0.1:{proxy.port}"
     print("$ curl -s " + shown(url) + "/")
     print(subprocess.run(["curl", "-sS", url + "/"], capture_output=True, text=True).stdout)
@@ -42,6 +55,9 @@ def vsftpd_session(proxy, vs) -> None:
     print("$ curl -s -T upload.txt " + shown(url) + "/upload.txt")
     subprocess.run(["curl", "-sS", "-T", str(up), url + "/upload.txt"], check=True)
     print("server received:", (vs.root / "upload.txt").read_text())
+    print(f"$ curl -s --ssl-reqd --cacert {cert.name} " + shown(url) + "/hello.txt   # FTPS to the proxy, plain FTP to vsftpd")
+    print(subprocess.run(["curl", "-sS", "--ssl-reqd", "--cacert", str(cert), url + "/hello.txt"],
+                         capture_output=True, text=True).stdout)
     print("$ python3 ftplib: RNTO without RNFR, then RETR without PASV/PORT")
     f = ftplib.FTP()
     f.connect("127.0.0.1", proxy.port, timeout=10)
@@ -92,6 +108,9 @@ def summary(logs: dict) -> None:
                 sessions += 1
             elif ev == "command":
                 commands += 1
+            elif ev == "tls":
+                found[("tls", f"{e['side']} {e['version']}", e["cipher"])] += 1
+                first.setdefault(("tls", f"{e['side']} {e['version']}", e["cipher"]), where)
             elif ev == "transfer":
                 transfers[e["data_conn"]] += 1
                 first.setdefault(("transfer", e["data_conn"]), where)
@@ -108,7 +127,7 @@ def summary(logs: dict) -> None:
     for kind in ("new", "reused"):
         if ("transfer", kind) in first:
             print(f"  first {kind:6} -> {first[('transfer', kind)]}")
-    for kind, title in (("125 annotated", "125 replies annotated"), ("violation", "violations"),
+    for kind, title in (("125 annotated", "125 replies annotated"), ("tls", "TLS handshakes"), ("violation", "violations"),
                         ("server_finding", "server findings")):
         rows = sorted((k, n) for k, n in found.items() if k[0] == kind)
         print(f"{title}: {sum(n for _, n in rows) or 'none'}")
@@ -122,7 +141,9 @@ for srv in (vs, py):
     (srv.root / "hello.txt").write_text("hello through ftpwarden\n")
 vs.start()
 py.start()
-proxies = {"vsftpd": Proxy(binary, vs, mode=mode), "pyftpdlib": Proxy(binary, py, mode=mode)}
+cert, key = throwaway_certificate(Path(tempfile.mkdtemp(prefix="ftpw-demo-tls-")))
+tls_flags = ["--tls-cert", str(cert), "--tls-key", str(key), "--tls-client", "optional"]
+proxies = {"vsftpd": Proxy(binary, vs, mode=mode, extra_args=tls_flags), "pyftpdlib": Proxy(binary, py, mode=mode)}
 try:
     for p in proxies.values():
         p.start()
@@ -130,7 +151,7 @@ try:
     for name, p in proxies.items():
         print(f"ftpwarden in front of {name}: {' '.join(p.argv())}")
     print("\n##### through ftpwarden to vsftpd\n")
-    vsftpd_session(proxies["vsftpd"], vs)
+    vsftpd_session(proxies["vsftpd"], vs, cert)
     print("\n##### through ftpwarden to pyftpdlib\n")
     pyftpdlib_session(proxies["pyftpdlib"])
     for p in proxies.values():
@@ -145,3 +166,4 @@ finally:
         p.stop()
     vs.stop()
     py.stop()
+    shutil.rmtree(cert.parent, ignore_errors=True)

@@ -13,6 +13,7 @@ import io
 import re
 import shlex
 import socket
+import struct
 import subprocess
 from pathlib import Path
 
@@ -314,3 +315,17 @@ def recv_all(sock: socket.socket) -> bytes:
         chunks.append(c)
     sock.close()
     return b"".join(chunks)
+
+
+# PROXY protocol headers a client sends first (as a balancer would).
+
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def v1(src: str, sport: int, dst: str = "127.0.0.1", dport: int = 21) -> bytes:
+    return f"PROXY TCP4 {src} {dst} {sport} {dport}\r\n".encode()
+
+
+def v2(src: str, sport: int, dst: str = "127.0.0.1", dport: int = 21, cmd: int = 0x21) -> bytes:
+    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport) if cmd == 0x21 else b""
+    return V2_SIG + bytes([cmd, 0x11 if cmd == 0x21 else 0]) + struct.pack("!H", len(body)) + body

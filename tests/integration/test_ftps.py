@@ -29,7 +29,7 @@ import time
 import pytest
 
 from checks import assert_no_violations, assert_rejected
-from clients import RawClient, Target, curl_get, ftplib_connect, lftp
+from clients import RawClient, Target, curl_get, ftplib_connect, lftp, v1, v2
 from ftps_clients import (ResumingFTP_TLS, TlsRawClient, client_hello, curl_ftps, curl_version, ftps_connect,
                           ftps_get, lftp_tls_settings, read_to_end, read_until_closed, tls_context)
 from servers import sha256_bytes, sha256_file
@@ -1168,3 +1168,74 @@ def test_bad_tls_input_leaves_no_descriptor_or_connection_behind(vsftpd_server, 
             d.close()
     wait_released(proxy, baseline, timeout=10)
     fresh_session_works(proxy, server, tls_certs)
+
+
+# ---------------------------------------------------------------------------
+# behind a balancer: PROXY headers and TLS
+
+
+def handshake_behind(sock: socket.socket, ctx: ssl.SSLContext, session, first: bytes) -> ssl.SSLObject:
+    """A TLS client on `sock` whose ClientHello goes out in one write with
+    `first` (a PROXY header): the proxy reads both in the same read."""
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="127.0.0.1", session=session)
+    pending = first
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pending += out.read()
+            if pending:
+                sock.sendall(pending)
+                pending = b""
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            inc.write(data)
+    if out.pending:
+        sock.sendall(out.read())
+    tls.inc, tls.out = inc, out  # kept for read_tls
+    return tls
+
+
+def read_tls(sock: socket.socket, tls: ssl.SSLObject) -> bytes:
+    got = b""
+    while True:
+        try:
+            chunk = tls.read(65536)
+            if not chunk:
+                return got
+            got += chunk
+        except ssl.SSLWantReadError:
+            data = sock.recv(65536)
+            if not data:
+                return got
+            tls.inc.write(data)
+        except ssl.SSLZeroReturnError:
+            return got
+
+
+def test_proxy_headers_in_front_of_ftps(vsftpd_server, make_proxy, tls_certs, tmp_path):
+    """[listen] proxy_protocol with FTPS: the control connection's header,
+    then AUTH TLS; the data connection's header and the ClientHello in one
+    write (the bytes behind the header are the handshake's): the protected
+    download is byte-exact and the session is the header's client."""
+    server = vsftpd_server
+    proxy = ftps_proxy(make_proxy, server, tls_certs, tmp_path, mode="enforce", listen={"proxy_protocol": "any"})
+    ctx = tls_context(tls_certs)
+    with TlsRawClient.to(Target.via(proxy, server), prefix=v1("203.0.113.7", 40000)) as c:
+        c.auth_tls(ctx)
+        c.protect()
+        c.login()
+        assert c.cmd("TYPE I").code == 200
+        d = socket.create_connection(("127.0.0.1", c.epsv()), timeout=10)
+        tls = handshake_behind(d, ctx, c.sock.session, v2("203.0.113.7", 40001))
+        assert c.cmd("RETR blob.bin").code in (125, 150)
+        data = read_tls(d, tls)
+        d.close()
+        assert c.reply().code == 226
+        assert sha256_bytes(data) == server.files["blob.bin"]
+    events = assert_no_violations(proxy)
+    assert {e["client"] for e in events if "session" in e and e["session"]} == {"203.0.113.7:40000"}
+    assert_protected_data(events, resumed=True)

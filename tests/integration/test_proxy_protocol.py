@@ -15,20 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from clients import RawClient, Target, curl
+from clients import V2_SIG, RawClient, Target, curl, v1, v2
 from servers import free_port, free_port_range, sha256_file
-
-V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
-
-
-def v1(src: str, sport: int, dst: str = "127.0.0.1", dport: int = 21) -> bytes:
-    return f"PROXY TCP4 {src} {dst} {sport} {dport}\r\n".encode()
-
-
-def v2(src: str, sport: int, dst: str = "127.0.0.1", dport: int = 21, cmd: int = 0x21) -> bytes:
-    body = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport) if cmd == 0x21 else b""
-    return V2_SIG + bytes([cmd, 0x11 if cmd == 0x21 else 0]) + struct.pack("!H", len(body)) + body
-
 
 def pp_proxy(make_proxy, upstream, tmp_path: Path, version: str = "any", extra: str = "", **kw):
     conf = tmp_path / "pp.toml"
