@@ -39,19 +39,15 @@ bool DataChannel::legs_ready() const {
 
 void DataChannel::on_tls_ready(Stream& s) {
   if (ended_) return;
+  s_.data_tls(&s == client_, true);
   if (&s == client_) {
-    resumed_ = s.tls()->resumed() && (tls_.reuse_tag.empty() || s.tls()->resumed_tag(tls_.reuse_tag));
-    s_.data_tls(true, tls_.reuse_tag.empty() || resumed_);
-    if (!tls_.reuse_tag.empty() && !resumed_) {
-      // SECURITY: a data connection must come from the client that owns the
-      // control connection (RFC 4217 §10): resuming its TLS session proves it.
+    resumed_ = s.tls()->resumed_tag(tls_.reuse_tag);
+    s_.data_client_tls(resumed_);  // the owner's core judges it (require_session_reuse)
+    if (ended_) {
       spdlog::info("session {}: data connection from {}: TLS session not resumed from the control connection; closed",
                    s_.log_id(), from_.to_string());
-      end("tls-not-resumed", false);
       return;
     }
-  } else {
-    s_.data_tls(false, true);
   }
   both_up();
 }

@@ -44,8 +44,11 @@ class DataOwner {
   virtual void data_event(std::string_view rule, std::string_view message, const NetAddr& who) = 0;
   // The upload passed its reported limit (see DataChannel::limit_upload).
   virtual void data_upload_over() {}
-  // A leg's TLS handshake ended (ok: completed, and resumed where required).
+  // A leg's TLS handshake ended (ok: completed).
   virtual void data_tls(bool client_leg, bool ok) { (void)client_leg, (void)ok; }
+  // The client's leg finished its handshake; `resumed`: the control
+  // connection's own session. The owner may abort the channel from here.
+  virtual void data_client_tls(bool resumed) { (void)resumed; }
   // The session's id, for log lines.
   virtual std::string_view log_id() const { return {}; }
 };
@@ -57,7 +60,7 @@ struct DataTls {
   std::shared_ptr<const TlsContexts> ctx;
   bool client = false;    // the client's leg (PROT P)
   bool server = false;    // the server's leg ([tls] upstream = on)
-  std::string reuse_tag;  // non-empty: the client's leg must resume a session stamped with it
+  std::string reuse_tag;  // the FTP session's id: what the client's leg must resume to count as resumed
   SSL_SESSION* resume = nullptr;  // the server leg offers it (the channel holds a reference)
 };
 

@@ -50,6 +50,7 @@ CoreSettings core_settings(const Config& c) {
                 : c.tls_data_value == TlsData::clear  ? DataProtection::clear
                                                       : DataProtection::client;
   cs.tls.upstream = c.tls_upstream_value;
+  cs.tls.require_reuse = c.tls_require_session_reuse;
   return cs;
 }
 
@@ -385,7 +386,7 @@ void Session::open_data(const DataRequest& req) {
     t.ctx = snap_->tls;
     t.client = req.protect;
     t.server = cfg().tls_upstream_value;
-    if (req.protect && cfg().tls_require_session_reuse) t.reuse_tag = id_;
+    t.reuse_tag = id_;
     if (t.server && upstream_ && upstream_->tls()) t.resume = upstream_->tls()->latest_session();
     d->set_tls(std::move(t));
   }
@@ -413,6 +414,10 @@ void Session::limit_upload(std::uint64_t bytes, bool cut) {
 void Session::data_tls(bool client_leg, bool ok) {
   auto& by = ok ? host_.stats().tls_handshakes : host_.stats().tls_failures;
   ++by[TlsLegLabels::of(client_leg, true)];
+}
+
+void Session::data_client_tls(bool resumed) {
+  core_->on_data({DataEvent::client_tls, 0, 0, false, DataEnd::complete, resumed}, now_us(), *this);
 }
 
 void Session::data_upload_over() { core_->on_data({DataEvent::upload_over}, now_us(), *this); }
@@ -479,6 +484,7 @@ void Session::data_ended(const DataChannel& d, std::string_view reason, bool del
                       : d.cut()                        ? DataEnd::cut
                       : delivered                      ? DataEnd::complete
                                                        : DataEnd::peer_error;
+  if (how == DataEnd::tls_not_resumed) ++host_.stats().tls_failures[TlsLegLabels::of(true, true)];
   core_->on_data({DataEvent::closed, d.downloaded(), d.uploaded(), d.cut(), how}, now_us(), *this);
   after_core();
 }

@@ -76,6 +76,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
   void data_event(std::string_view rule, std::string_view message, const NetAddr& who) override;
   void data_upload_over() override;
   void data_tls(bool client_leg, bool ok) override;
+  void data_client_tls(bool resumed) override;
   std::string_view log_id() const override { return id_; }
 
  private:

@@ -319,6 +319,16 @@ void SessionCore::on_data(const DataFact& f, std::uint64_t now_us, CoreSink& sin
     case DataEvent::stranger:
       stranger_ = true;
       return;
+    case DataEvent::client_tls:
+      if (settings_.tls.require_reuse && !f.resumed) {
+        // SECURITY: the data connection must come from the client that owns
+        // the control connection (RFC 4217 §10): resuming that connection's
+        // TLS session proves it. Anyone else's is closed; the transfer 425.
+        data_tls_refused_ = DataEnd::tls_not_resumed;
+        data_failure("tls-not-resumed", sink);
+        sink.abort_data("tls-not-resumed");
+      }
+      return;
     case DataEvent::upload_over:
       upload_capped(false, sink);
       return;

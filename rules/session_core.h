@@ -146,6 +146,7 @@ struct TlsSettings {
   bool implicit = false;   // the control connection is TLS from its first byte
   DataProtection data = DataProtection::client;
   bool upstream = false;   // the proxy does AUTH TLS, PBSZ 0, PROT P toward the server before the greeting
+  bool require_reuse = true;  // a protected data connection must resume its control connection's session
 };
 
 struct CoreSettings {

@@ -25,6 +25,8 @@ enum class DataEvent : std::uint8_t {
   closed,      // the data connection ended
   stranger,    // a connection from the wrong address was refused (data-port theft)
   upload_over, // the upload passed the limit the core set (limit_upload, not cut)
+  client_tls,  // the client's leg finished its TLS handshake (`resumed`: its control
+               // connection's own session); relaying waits for the core's word
 };
 
 // How a data connection ended.
@@ -44,6 +46,7 @@ struct DataFact {
   std::uint64_t down = 0, up = 0;  // closed: bytes relayed each way
   bool cut = false;                // closed: the proxy ended it (timeout, ABOR, replaced)
   DataEnd end = DataEnd::complete; // closed: how
+  bool resumed = false;            // client_tls: the control connection's session was resumed
 };
 
 // One finished transfer, for the audit log.

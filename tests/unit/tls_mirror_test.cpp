@@ -303,3 +303,32 @@ TEST(Tls, AServerThatHangsUpDuringTheProxysHandshakeGets421ToTheClient) {
   EXPECT_EQ(r.rec.last_close, EndReason::upstream_tls_refused);
   EXPECT_EQ(r.take_client(), reply_of(EndReason::upstream_tls_refused));
 }
+
+TEST(Tls, TheCoreDecidesWhetherADataConnectionMustResume) {
+  for (const bool require : {true, false}) {
+    for (const bool resumed : {true, false}) {
+      CoreSettings s = tls_settings(Mode::enforce);
+      s.tls.require_reuse = require;
+      CoreRig r(s);
+      protect(r);
+      r.client("PBSZ 0");
+      r.client("PROT P");
+      r.login();
+      r.client("PASV");
+      r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
+      r.data(DataEvent::server_leg);
+      r.core->on_data({DataEvent::client_tls, 0, 0, false, DataEnd::complete, resumed}, 0, r.rec);
+      const bool refused = require && !resumed;
+      EXPECT_EQ(r.rec.aborts, refused ? std::vector<std::string>{"tls-not-resumed"} : std::vector<std::string>{})
+          << require << resumed;
+      EXPECT_EQ(has(r.rec.findings, "data-failure:logged"), refused) << require << resumed;
+      if (!refused) continue;
+      r.take_client();
+      r.client("RETR f");
+      r.server("150 Here it comes.");
+      r.server("226 Transfer complete.");
+      const std::string out = r.take_client();
+      EXPECT_NE(out.find("425 Data connection refused: its TLS did not resume"), std::string::npos) << out;
+    }
+  }
+}
