@@ -30,6 +30,17 @@ void protect(CoreRig& r) {
   r.core->on_tls_ready(Side::client, 0, r.rec);
 }
 
+// Protected, PBSZ 0, PROT P, logged in, a passive setup whose server leg began.
+void protected_passive(CoreRig& r) {
+  protect(r);
+  r.client("PBSZ 0");
+  r.client("PROT P");
+  r.login();
+  r.client("PASV");
+  r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
+  r.data(DataEvent::server_leg);
+}
+
 }  // namespace
 
 TEST(Tls, AuthIsRefusedWhenTheProxyDoesNotTerminateTls) {
@@ -181,13 +192,7 @@ TEST(Tls, ImplicitIsProtectedFromTheStart) {
 
 TEST(Tls, AClientDataConnectionThatDoesNotResumeFailsItsTransferWith425) {
   CoreRig r(tls_settings(Mode::enforce));
-  protect(r);
-  r.client("PBSZ 0");
-  r.client("PROT P");
-  r.login();
-  r.client("PASV");
-  r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
-  r.data(DataEvent::server_leg);
+  protected_passive(r);
   r.client("RETR f");
   r.rec.data_open = false;
   r.core->on_data({DataEvent::closed, 0, 0, false, DataEnd::tls_not_resumed}, 0, r.rec);
@@ -310,13 +315,7 @@ TEST(Tls, TheCoreDecidesWhetherADataConnectionMustResume) {
       CoreSettings s = tls_settings(Mode::enforce);
       s.tls.require_reuse = require;
       CoreRig r(s);
-      protect(r);
-      r.client("PBSZ 0");
-      r.client("PROT P");
-      r.login();
-      r.client("PASV");
-      r.server("227 Entering Passive Mode (127,0,0,2,156,65).");
-      r.data(DataEvent::server_leg);
+      protected_passive(r);
       r.core->on_data({DataEvent::client_tls, 0, 0, false, DataEnd::complete, resumed}, 0, r.rec);
       const bool refused = require && !resumed;
       EXPECT_EQ(r.rec.aborts, refused ? std::vector<std::string>{"tls-not-resumed"} : std::vector<std::string>{})
