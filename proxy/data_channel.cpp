@@ -100,7 +100,7 @@ void DataChannel::on_connection(Listener& l) {
       pending_.erase(pending_.begin());
       oldest->close();
     }
-    pending_.push_back({st, {}});
+    pending_.push_back({st, ProxyHeaderReader(s_.cfg().proxy_accept)});
     st->start();
     return;
   }
@@ -120,15 +120,14 @@ bool DataChannel::peer_allowed(Stream* st, const std::optional<NetAddr>& peer) {
 }
 
 void DataChannel::header_data(std::size_t i, const char* p, std::size_t n) {
-  auto& [st, buf] = pending_[i];
+  auto& [st, reader] = pending_[i];
   Stream* s = st;
-  buf.append(p, n);  // what follows the header in the same read is the client's data
-  const auto h = parse_proxy_header(std::string_view(buf).substr(0, kProxyHeaderMax), s_.cfg().proxy_accept);
-  const bool too_long = h.status == ProxyHeader::Status::incomplete && buf.size() >= kProxyHeaderMax;
-  if (h.status == ProxyHeader::Status::incomplete && !too_long) return;
-  std::string rest = h.status == ProxyHeader::Status::done ? buf.substr(h.length) : std::string();
+  const auto status = reader.feed(std::string_view(p, n));  // what follows the header is the client's data
+  if (status == ProxyHeader::Status::incomplete) return;
+  const ProxyHeader h = reader.header();
+  std::string rest = reader.take_rest();
   pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
-  if (h.status != ProxyHeader::Status::done) {
+  if (status != ProxyHeader::Status::done) {
     auto peer = s->peer();
     s_.data_event("proxy-header", "data connection without a valid PROXY header closed", peer ? *peer : NetAddr{});
     s->close();
@@ -199,7 +198,7 @@ void DataChannel::on_connect(Stream& s, int status) {
   }
   if (&s == server_ && kind_ == Kind::passive && s_.cfg().proxy_send) {
     // The server learns whose data connection this is.
-    if (!write_first(s, s_.cfg().proxy_send == 1 ? proxy_header_v1(from_, target_) : proxy_header_v2(from_, target_)))
+    if (!write_first(s, proxy_header(s_.cfg().proxy_send, from_, target_)))
       stream_only_ = true;
   }
   const bool tls = &s == client_ ? tls_.client : tls_.server;

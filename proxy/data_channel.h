@@ -15,6 +15,7 @@
 #include "net.h"
 #include "tls_context.h"
 #include "port_pool.h"
+#include "proxy_header.h"
 #include "socket_relay.h"
 
 namespace ftpw {
@@ -138,7 +139,7 @@ class DataChannel : public StreamHandler, public ListenerHandler, public RelayOw
   SocketRelay relay_;
   // Passive connections still owing their PROXY header ([listen] proxy_protocol).
   static constexpr std::size_t kMaxPending = 4;
-  std::vector<std::pair<Stream*, std::string>> pending_;
+  std::vector<std::pair<Stream*, ProxyHeaderReader>> pending_;
   std::uint64_t relay_base_up_ = 0;  // upload bytes before the socket relay took over
   std::string early_;          // the client's bytes that came with its header, for the server
   bool stream_only_ = false;   // bytes were queued ahead: no socket relay

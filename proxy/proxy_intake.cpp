@@ -10,7 +10,7 @@ void ProxyIntake::start(uv_loop_t* loop, Stream* s, const NetAddr& peer, unsigne
   auto* in = new ProxyIntake;
   in->stream_ = s;
   in->peer_ = peer;
-  in->accept_ = accept;
+  in->reader_ = ProxyHeaderReader(accept);
   in->done_ = std::move(done);
   in->failed_ = std::move(failed);
   uv_timer_init(loop, &in->timer_);
@@ -25,17 +25,14 @@ void ProxyIntake::start(uv_loop_t* loop, Stream* s, const NetAddr& peer, unsigne
 
 void ProxyIntake::on_data(Stream& s, const char* p, std::size_t n) {
   if (over_) return;
-  buf_.append(p, n);  // at most one read (64 KiB) past the bound, and only once
-  const auto h = parse_proxy_header(std::string_view(buf_).substr(0, kProxyHeaderMax), accept_);
-  if (h.status == ProxyHeader::Status::bad) return fail(s, h.error);
-  if (h.status == ProxyHeader::Status::incomplete) {
-    if (buf_.size() >= kProxyHeaderMax) fail(s, "PROXY header too long");
-    return;
-  }
+  const auto status = reader_.feed(std::string_view(p, n));  // at most one read (64 KiB) past the bound
+  if (status == ProxyHeader::Status::bad) return fail(s, reader_.error());
+  if (status == ProxyHeader::Status::incomplete) return;
   over_ = true;
+  const ProxyHeader& h = reader_.header();
   const bool named = h.source.has_value();
   const NetAddr client = named ? *h.source : peer_;
-  std::string early = buf_.substr(h.length);
+  std::string early = reader_.take_rest();
   Done done = std::move(done_);
   finish_timer();  // frees this: nothing of it is used below
   done(&s, client, named ? std::optional<NetAddr>(peer_) : std::nullopt, std::move(early));

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "net.h"
+#include "proxy_header.h"
 
 namespace ftpw {
 
@@ -38,8 +39,7 @@ class ProxyIntake final : public StreamHandler {
   uv_timer_t timer_{};
   Stream* stream_ = nullptr;
   NetAddr peer_;
-  unsigned accept_ = 0;
-  std::string buf_;
+  ProxyHeaderReader reader_{0};
   Done done_;
   Failed failed_;
   bool over_ = false;

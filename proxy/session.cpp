@@ -119,7 +119,7 @@ void Session::on_connect(Stream& s, int status) {
     // The server learns who the client is before any FTP.
     const auto local = client_->local();
     const NetAddr to = local ? *local : NetAddr{};
-    upstream_->write(cfg().proxy_send == 1 ? proxy_header_v1(peer_, to) : proxy_header_v2(peer_, to));
+    upstream_->write(proxy_header(cfg().proxy_send, peer_, to));
   }
   upstream_->start();
   client_->resume(pause_not_ready);

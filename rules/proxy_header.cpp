@@ -149,4 +149,20 @@ std::string proxy_header_v2(const NetAddr& src, const NetAddr& dst) {
   return out;
 }
 
+ProxyHeader::Status ProxyHeaderReader::feed(std::string_view bytes) {
+  if (header_.status != ProxyHeader::Status::incomplete) return header_.status;
+  buf_.append(bytes);
+  header_ = parse_proxy_header(std::string_view(buf_).substr(0, kProxyHeaderMax), accept_);
+  if (header_.status == ProxyHeader::Status::incomplete && buf_.size() >= kProxyHeaderMax) {
+    header_.status = ProxyHeader::Status::bad;
+    header_.error = "PROXY header too long";
+  }
+  if (header_.status == ProxyHeader::Status::done) rest_ = buf_.substr(header_.length);
+  if (header_.status != ProxyHeader::Status::incomplete) {
+    buf_.clear();
+    buf_.shrink_to_fit();
+  }
+  return header_.status;
+}
+
 }  // namespace ftpw

@@ -39,5 +39,29 @@ ProxyHeader parse_proxy_header(std::string_view buf, unsigned accept);
 // The header saying `src` connected to `dst` (both the same family).
 std::string proxy_header_v1(const NetAddr& src, const NetAddr& dst);
 std::string proxy_header_v2(const NetAddr& src, const NetAddr& dst);
+// A connection's first bytes until its PROXY header is whole (or cannot be):
+// feed each read; once done, `rest` holds what came behind the header in the
+// same reads (the client's first bytes). Never more than one read past
+// kProxyHeaderMax is held.
+class ProxyHeaderReader {
+ public:
+  explicit ProxyHeaderReader(unsigned accept) : accept_(accept) {}
+  // incomplete: wait for more; done: header(), take_rest(); bad: error()
+  // (too long without a complete header included).
+  ProxyHeader::Status feed(std::string_view bytes);
+  const ProxyHeader& header() const { return header_; }
+  std::string take_rest() { return std::move(rest_); }
+  std::string_view error() const { return header_.error; }
+
+ private:
+  unsigned accept_;
+  std::string buf_, rest_;
+  ProxyHeader header_;
+};
+
+// The one of `version` (1 or 2).
+inline std::string proxy_header(unsigned version, const NetAddr& src, const NetAddr& dst) {
+  return version == 1 ? proxy_header_v1(src, dst) : proxy_header_v2(src, dst);
+}
 
 }  // namespace ftpw

@@ -1,6 +1,9 @@
 // The PROXY protocol header parser: any bytes, any split, both versions;
-// what it accepts round-trips through the encoders.
+// what it accepts round-trips through the encoders; the reader that gathers
+// a connection's reads decides as the parser does on the whole, and keeps
+// exactly what came behind the header.
 #include <cstdint>
+#include <algorithm>
 #include <string_view>
 
 #include "proxy_header.h"
@@ -26,6 +29,19 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       if (h.status == ProxyHeader::Status::bad) break;
     }
+    // The reader, fed in chunks whose sizes come from the first byte.
+    ProxyHeaderReader r(accept);
+    const std::size_t step = s.empty() ? 1 : 1 + static_cast<unsigned char>(s[0]) % 97;
+    auto st = ProxyHeader::Status::incomplete;
+    std::size_t fed = 0;
+    while (fed < s.size() && st == ProxyHeader::Status::incomplete) {
+      const std::size_t n = std::min(step, s.size() - fed);
+      st = r.feed(s.substr(fed, n));
+      fed += n;
+    }
+    if (st == ProxyHeader::Status::done &&
+        r.take_rest() != s.substr(r.header().length, fed - r.header().length))
+      __builtin_trap();
   }
   return 0;
 }

@@ -122,3 +122,22 @@ TEST(ProxyHeader, EncodersRoundTrip) {
   ASSERT_EQ(h.status, S::done);
   EXPECT_TRUE(h.destination->same_host(d));
 }
+
+TEST(ProxyHeaderReader, ByteByByteThenWhatCameBehind) {
+  ProxyHeaderReader r(proxy_any);
+  const std::string in = "PROXY TCP4 203.0.113.7 192.0.2.1 40000 21\r\nUSER x\r\n";
+  for (std::size_t i = 0; i < 40; ++i) ASSERT_EQ(r.feed(std::string_view(in).substr(i, 1)), S::incomplete);
+  ASSERT_EQ(r.feed(std::string_view(in).substr(40)), S::done);  // the header's end and the first command
+  EXPECT_EQ(r.header().source->to_string(), "203.0.113.7:40000");
+  EXPECT_EQ(r.take_rest(), "USER x\r\n");
+  EXPECT_EQ(r.feed("more"), ProxyHeader::Status::done);  // decided once
+}
+
+TEST(ProxyHeaderReader, NoHeaderWithinTheBoundIsBad) {
+  ProxyHeaderReader r(proxy_v1);
+  EXPECT_EQ(r.feed("PROXY TCP4 "), ProxyHeader::Status::incomplete);
+  EXPECT_EQ(r.feed(std::string(kProxyHeaderMax, '1')), ProxyHeader::Status::bad);
+  EXPECT_FALSE(r.error().empty());
+  ProxyHeaderReader g(proxy_v1);
+  EXPECT_EQ(g.feed("GET / HTTP/1.1\r\n"), ProxyHeader::Status::bad);
+}
