@@ -14,7 +14,7 @@ apt-get install -y -qq --no-install-recommends \
   libuv1-dev libspdlog-dev libtomlplusplus-dev libgtest-dev libbenchmark-dev libre2-dev \
   clang libclang-rt-14-dev \
   python3 python3-pytest python3-pyftpdlib python3-yaml curl lftp tnftp wget ncftp util-linux haproxy \
-  iproute2 nftables rsyslog \
+  iproute2 nftables rsyslog prometheus \
   libpam-modules libwrap0 libcap2 libssl3 passwd procps openssl python3-openssl libssl-dev \
   libhiredis0.14 libmemcached11 libmemcachedutil2 libpcre2-posix3 libacl1 libsodium23 >/dev/null
 # The FTP servers of the client x server matrix, unpacked (never installed:

@@ -230,3 +230,62 @@ def test_metrics_flag_and_check_config(proxy_bin, tmp_path):
     assert r.returncode == 1 and f"{bad}:2:10: metrics listen address must be IP:PORT" in r.stderr, r.stderr
     r = subprocess.run([proxy_bin, "--help"], capture_output=True, text=True)
     assert "--metrics ADDR:PORT" in r.stdout and "[metrics.listen]" in r.stdout
+
+
+def test_a_real_prometheus_scrapes_the_endpoint(server, make_proxy, tmp_path):
+    """Debian's Prometheus: promtool accepts the exposition as it is, and a
+    prometheus server scraping the endpoint every second has the proxy up
+    and reports the session a real client made (its query API)."""
+    import json
+    import shutil
+    import subprocess
+    import urllib.request
+
+    import pytest
+
+    if not (shutil.which("promtool") and shutil.which("prometheus")):
+        pytest.skip("Debian's prometheus package is not installed")
+    proxy, port = metrics_proxy(make_proxy, server, tmp_path)
+    curl_get(Target.via(proxy, server), "small.txt", tmp_path / "small.txt")
+    proxy.wait_event("session_close")
+    status, body = get(port, "/metrics")
+    assert status == 200
+    lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=30)
+    assert lint.returncode == 0, (lint.stdout + lint.stderr).decode()
+
+    web = free_port()
+    cfg = tmp_path / "prometheus.yml"
+    cfg.write_text("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                   f"scrape_configs:\n  - job_name: ftpwarden\n    static_configs:\n"
+                   f"      - targets: ['127.0.0.1:{port}']\n")
+    log = open(tmp_path / "prometheus.log", "wb")
+    prom = subprocess.Popen(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                             f"--web.listen-address=127.0.0.1:{web}"], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    log.close()
+
+    def query(q: str):
+        url = f"http://127.0.0.1:{web}/api/v1/query?query={urllib.parse.quote(q)}"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.load(r)["data"]["result"]
+
+    try:
+        end = time.monotonic() + 60
+        while True:
+            try:
+                up = query('up{job="ftpwarden"}')
+                sessions = query("ftpwarden_sessions_total")
+                if up and up[0]["value"][1] == "1" and sessions and float(sessions[0]["value"][1]) >= 1:
+                    break
+            except OSError:
+                pass  # not listening yet
+            assert time.monotonic() < end, (tmp_path / "prometheus.log").read_text()[-3000:]
+            time.sleep(0.5)
+        bytes_down = query('ftpwarden_bytes_total{direction="download"}')
+        assert bytes_down and float(bytes_down[0]["value"][1]) == (server.root / "small.txt").stat().st_size
+    finally:
+        prom.terminate()
+        try:
+            prom.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            prom.kill()
