@@ -97,6 +97,18 @@ void TlsEngine::drain_out(std::string& out) {
   out.resize(at + static_cast<std::size_t>(got > 0 ? got : 0));
 }
 
+void TlsEngine::release_handshake_buffers() {
+  // The memory BIOs keep the capacity of the largest flight they carried (a
+  // certificate chain, tickets): once the handshake is over and both are
+  // empty, fresh ones take their place, so an idle session holds little.
+  if (!done_ || slim_ || BIO_ctrl_pending(in_) != 0 || BIO_ctrl_pending(out_) != 0) return;
+  slim_ = true;
+  in_ = BIO_new(BIO_s_mem());
+  out_ = BIO_new(BIO_s_mem());
+  BIO_set_mem_eof_return(in_, -1);
+  SSL_set_bio(ssl_, in_, out_);  // frees the old ones
+}
+
 void TlsEngine::begin(std::string& out) {
   std::string none;
   advance(none, out);
@@ -133,7 +145,10 @@ bool TlsEngine::advance(std::string& plain, std::string& out) {
     }
     drain_out(out);  // post-handshake messages (tickets, key updates) may need an answer
     const int e = SSL_get_error(ssl_, n);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return true;
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      release_handshake_buffers();
+      return true;
+    }
     if (e == SSL_ERROR_ZERO_RETURN) {
       peer_closed_ = true;
       return true;

@@ -75,6 +75,7 @@ class TlsEngine {
  private:
   bool advance(std::string& plain, std::string& out);  // handshake, then reads
   void drain_out(std::string& out);
+  void release_handshake_buffers();
   bool fail(const char* what, int rc);
 
   SSL* ssl_;
@@ -86,6 +87,7 @@ class TlsEngine {
   SSL_SESSION* latest_ = nullptr;
   std::size_t flushed_ = 0;
   std::size_t handshake_bytes_ = 0;  // ciphertext fed before the handshake completed
+  bool slim_ = false;                // the handshake's BIOs were replaced by fresh ones
   std::string error_;
 };
 
