@@ -81,6 +81,7 @@ class Session : public StreamHandler, public CoreSink, public DataOwner {
 
  private:
   enum Tag { tag_client = 1, tag_upstream = 2 };
+  static std::uint64_t now_us() { return uv_hrtime() / 1000; }
   Event event(std::string_view name) const;
   void audit(const Event& e) const { host_.audit().write(e); }
   void close_session(EndReason reason);

@@ -58,6 +58,16 @@ def ftp_password() -> str:
     return FTP_PASSWORD
 
 
+def _served(srv):
+    """`srv` with the test tree, started, for a session-scoped fixture; cleaned up after."""
+    try:
+        srv.files = populate_tree(srv.root)
+        srv.start()
+        yield srv
+    finally:
+        srv.cleanup()
+
+
 def _vsftpd(password: str, **options):
     """A vsftpd with its own tree, for a session-scoped fixture (skips where it cannot run)."""
     binary = find_vsftpd()
@@ -65,13 +75,7 @@ def _vsftpd(password: str, **options):
         pytest.skip("vsftpd not found (command -v vsftpd, /usr/sbin/vsftpd, /opt/ftpsrv/vsftpd/usr/sbin/vsftpd)")
     if os.geteuid() != 0:
         pytest.skip("vsftpd tests need root (a private mount namespace, a root-owned config)")
-    srv = VsftpdServer(FTP_USER, password, binary, **options)
-    try:
-        srv.files = populate_tree(srv.root)
-        srv.start()
-        yield srv
-    finally:
-        srv.cleanup()
+    yield from _served(VsftpdServer(FTP_USER, password, binary, **options))
 
 
 @pytest.fixture(scope="session")
@@ -81,13 +85,7 @@ def vsftpd_server(ftp_password):
 
 @pytest.fixture(scope="session")
 def pyftpdlib_server(ftp_password):
-    srv = PyftpdServer(FTP_USER, ftp_password)
-    try:
-        srv.files = populate_tree(srv.root)
-        srv.start()
-        yield srv
-    finally:
-        srv.cleanup()
+    yield from _served(PyftpdServer(FTP_USER, ftp_password))
 
 
 def unpacked_server(cls, binary: str | None, name: str, why_root: str, password: str):
@@ -253,14 +251,8 @@ def pyftpdlib_tls(ftp_password, tls_certs):
     """pyftpdlib's TLS_FTPHandler (python3-openssl) requiring TLS on the
     control connection (USER/PASS before AUTH: 550) and PROT P before any
     PASV/EPSV/PORT/EPRT (550), with its own tree."""
-    srv = PyftpdServer(FTP_USER, ftp_password, tls_cert=tls_certs.cert, tls_key=tls_certs.key,
-                       tls_control_required=True, tls_data_required=True)
-    try:
-        srv.files = populate_tree(srv.root)
-        srv.start()
-        yield srv
-    finally:
-        srv.cleanup()
+    yield from _served(PyftpdServer(FTP_USER, ftp_password, tls_cert=tls_certs.cert, tls_key=tls_certs.key,
+                                    tls_control_required=True, tls_data_required=True))
 
 
 @pytest.fixture(scope="session")
